@@ -1,0 +1,51 @@
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from apps.mailboxes.crypto import decrypt_secret, encrypt_secret
+from apps.providers.models import Provider, Security
+
+
+class MailAccount(models.Model):
+    """The IMAP credentials of one side of a copy.
+
+    The password is stored only as a Fernet ciphertext and erased once it is no longer
+    needed; it never appears in repr(), forms or the admin.
+    """
+
+    provider = models.ForeignKey(
+        Provider, on_delete=models.PROTECT, related_name="accounts", verbose_name=_("provider")
+    )
+    email_address = models.EmailField(_("email address"), max_length=254, db_index=True)
+    login = models.CharField(_("login"), max_length=320)
+    host = models.CharField(_("IMAP server"), max_length=253)
+    port = models.PositiveIntegerField(_("port"))
+    security = models.CharField(_("security"), max_length=10, choices=Security.choices)
+    password_ciphertext = models.TextField(editable=False, blank=True, default="")
+    verified_at = models.DateTimeField(_("connection verified"), null=True, blank=True)
+    password_erased_at = models.DateTimeField(_("password erased"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("mail account")
+        verbose_name_plural = _("mail accounts")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(port__gte=1, port__lte=65535), name="account_port_in_range"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email_address
+
+    def __repr__(self) -> str:
+        return f"<MailAccount {self.pk}: {self.login}@{self.host}:{self.port}>"
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_ciphertext)
+
+    def set_password(self, raw_password: str) -> None:
+        self.password_ciphertext = encrypt_secret(raw_password)
+        self.password_erased_at = None
+
+    def decrypt_password(self) -> str:
+        """Only the worker and the connection test call this, right before connecting."""
+        return decrypt_secret(self.password_ciphertext)

@@ -1,0 +1,96 @@
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Security(models.TextChoices):
+    TLS = "tls", _("SSL/TLS (implicit)")
+    STARTTLS = "starttls", _("STARTTLS")
+    NONE = "none", _("None (unencrypted)")
+
+
+class ProviderQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(is_active=True)
+
+    def for_source(self):
+        return self.active().filter(role__in=[Provider.Role.SOURCE, Provider.Role.BOTH])
+
+    def for_destination(self):
+        return self.active().filter(role__in=[Provider.Role.DESTINATION, Provider.Role.BOTH])
+
+
+class Provider(models.Model):
+    """A mail service a customer can pick, with its IMAP settings and the limits it imposes."""
+
+    class Role(models.TextChoices):
+        SOURCE = "source", _("Source only")
+        DESTINATION = "destination", _("Destination only")
+        BOTH = "both", _("Source and destination")
+
+    class LoginFormat(models.TextChoices):
+        FULL_ADDRESS = "address", _("The full email address")
+        LOCAL_PART = "local_part", _("The part before “@”")
+
+    name = models.CharField(_("name"), max_length=100)
+    slug = models.SlugField(_("slug"), max_length=60, unique=True)
+    role = models.CharField(_("role"), max_length=12, choices=Role.choices, default=Role.BOTH)
+    imap_host = models.CharField(
+        _("IMAP server"),
+        max_length=253,
+        blank=True,
+        help_text=_("Leave empty when each customer has their own server (private Exchange, “Other”)."),
+    )
+    imap_port = models.PositiveIntegerField(_("IMAP port"), default=993)
+    security = models.CharField(_("security"), max_length=10, choices=Security.choices, default=Security.TLS)
+    login_format = models.CharField(
+        _("login"), max_length=12, choices=LoginFormat.choices, default=LoginFormat.FULL_ADDRESS
+    )
+    email_domain = models.CharField(
+        _("email domain"),
+        max_length=253,
+        blank=True,
+        help_text=_("Completes the address when the login is the part before “@” (e.g. free.fr)."),
+    )
+    host_editable = models.BooleanField(
+        _("customer may change the server"),
+        default=False,
+        help_text=_("Shows the server, port and security fields to the customer."),
+    )
+    help_text = models.TextField(
+        _("help for customers"),
+        blank=True,
+        help_text=_("Shown next to the login form, e.g. “Use an app password”."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    sort_order = models.PositiveIntegerField(_("sort order"), default=100)
+    max_connections = models.PositiveIntegerField(
+        _("max. connections"), null=True, blank=True, help_text=_("Empty means unlimited.")
+    )
+    max_messages_per_second = models.FloatField(
+        _("max. messages per second"), null=True, blank=True, help_text=_("Empty means unlimited.")
+    )
+    max_bytes_per_second = models.PositiveBigIntegerField(
+        _("max. bytes per second"), null=True, blank=True, help_text=_("Empty means unlimited.")
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = ProviderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["sort_order", "name"]
+        verbose_name = _("provider")
+        verbose_name_plural = _("providers")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(imap_port__gte=1, imap_port__lte=65535),
+                name="provider_port_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def customer_types_host(self) -> bool:
+        return self.host_editable or not self.imap_host

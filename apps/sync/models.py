@@ -1,0 +1,139 @@
+import uuid
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from apps.mailboxes.models import MailAccount
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", _("Not started yet")
+    RUNNING = "running", _("In progress")
+    FINISHED = "finished", _("Finished")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+ENDED_STATUSES = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class SyncJob(models.Model):
+    """One copy of a source mailbox into a destination mailbox, and its outcome."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    source = models.ForeignKey(
+        MailAccount, on_delete=models.PROTECT, related_name="jobs_as_source", verbose_name=_("source account")
+    )
+    destination = models.ForeignKey(
+        MailAccount, on_delete=models.PROTECT, related_name="jobs_as_destination", verbose_name=_("destination account")
+    )
+    # The normalized source address, kept on the job so that the one-active-job rule is a
+    # database constraint and the public status lookup needs no join.
+    source_address = models.CharField(_("source address"), max_length=254, db_index=True)
+    status = models.CharField(_("status"), max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    language = models.CharField(_("language"), max_length=10, default="en")
+
+    folders_total = models.PositiveIntegerField(_("folders"), default=0)
+    folders_done = models.PositiveIntegerField(_("folders done"), default=0)
+    messages_total = models.PositiveIntegerField(_("messages"), default=0)
+    messages_copied = models.PositiveIntegerField(_("messages copied"), default=0)
+    messages_skipped = models.PositiveIntegerField(_("messages skipped"), default=0)
+    messages_failed = models.PositiveIntegerField(_("messages failed"), default=0)
+    bytes_total = models.PositiveBigIntegerField(_("bytes"), default=0)
+    bytes_copied = models.PositiveBigIntegerField(_("bytes copied"), default=0)
+    current_folder = models.CharField(_("current folder"), max_length=1000, blank=True)
+
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    progress_at = models.DateTimeField(_("last progress"), null=True, blank=True)
+
+    error_code = models.CharField(_("error code"), max_length=40, blank=True)
+    error_detail = models.TextField(_("error detail"), blank=True)
+    rq_job_id = models.CharField(_("queue job id"), max_length=64, blank=True)
+    worker_name = models.CharField(_("worker"), max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(_("runs"), default=0)
+    cancel_requested = models.BooleanField(_("cancellation requested"), default=False)
+    report_sent_at = models.DateTimeField(_("report sent"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("synchronization job")
+        verbose_name_plural = _("synchronization jobs")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_address"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_active_job_per_source",
+                violation_error_message=_("A synchronization job already exists for this account."),
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="sync_job_status_created")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.source_address}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def percent_done(self) -> int:
+        """Progress by bytes when sizes are known (copy time follows bytes), else by messages."""
+        if self.status == JobStatus.FINISHED:
+            return 100
+        if self.bytes_total:
+            return min(99, int(100 * self.bytes_copied / self.bytes_total))
+        if self.messages_total:
+            done = self.messages_copied + self.messages_skipped + self.messages_failed
+            return min(99, int(100 * done / self.messages_total))
+        return 0
+
+
+class FolderProgress(models.Model):
+    """Per-folder state of a job: what the engine needs to resume without duplicating."""
+
+    job = models.ForeignKey(SyncJob, on_delete=models.CASCADE, related_name="folders")
+    source_name = models.TextField(_("source folder"))
+    destination_name = models.TextField(_("destination folder"), blank=True)
+    uidvalidity = models.PositiveBigIntegerField(null=True, blank=True)
+    last_uid = models.PositiveBigIntegerField(_("highest UID copied"), default=0)
+    dest_uidvalidity = models.PositiveBigIntegerField(null=True, blank=True)
+    dest_uidnext = models.PositiveBigIntegerField(null=True, blank=True)
+    messages_total = models.PositiveIntegerField(_("messages"), default=0)
+    messages_copied = models.PositiveIntegerField(_("copied"), default=0)
+    messages_skipped = models.PositiveIntegerField(_("skipped"), default=0)
+    messages_failed = models.PositiveIntegerField(_("failed"), default=0)
+    bytes_copied = models.PositiveBigIntegerField(_("bytes copied"), default=0)
+    done = models.BooleanField(_("done"), default=False)
+    # Engine state that has no column of its own; the engine owns its meaning.
+    extra = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("folder progress")
+        verbose_name_plural = _("folder progress")
+        constraints = [models.UniqueConstraint(fields=["job", "source_name"], name="one_progress_row_per_folder")]
+
+    def __str__(self) -> str:
+        return self.source_name
+
+
+class JobEvent(models.Model):
+    """The job's log for staff: connections, folders, retries, skipped messages, errors."""
+
+    job = models.ForeignKey(SyncJob, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=40)
+    folder = models.TextField(blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("job event")
+        verbose_name_plural = _("job events")
+
+    def __str__(self) -> str:
+        return self.kind

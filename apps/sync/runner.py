@@ -1,0 +1,173 @@
+"""Connects a SyncJob row to the Django-free copy engine: endpoints from the accounts,
+checkpoints in FolderProgress rows, progress and events into the job's tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from django.conf import settings
+
+from apps.mailboxes.models import MailAccount
+from apps.mailboxes.netguard import HostNotAllowed, HostNotFound, resolve_allowed_address
+from apps.sync import engine, services
+from apps.sync.models import FolderProgress, JobStatus, SyncJob
+
+_CHECKPOINT_COLUMNS = {
+    field.name
+    for field in FolderProgress._meta.get_fields()
+    if field.concrete and field.name not in {"id", "job", "extra", "updated_at"}
+}
+
+
+class FolderProgressCheckpoints:
+    """engine.CheckpointStore backed by the job's FolderProgress rows."""
+
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+
+    def load(self) -> dict[str, engine.FolderCheckpoint]:
+        known = {field.name for field in dataclasses.fields(engine.FolderCheckpoint)}
+        checkpoints = {}
+        for row in FolderProgress.objects.filter(job_id=self.job_id):
+            values = {name: getattr(row, name) for name in _CHECKPOINT_COLUMNS if name in known}
+            values.update({name: value for name, value in row.extra.items() if name in known})
+            checkpoints[row.source_name] = engine.FolderCheckpoint(**values)
+        return checkpoints
+
+    def save(self, checkpoint: engine.FolderCheckpoint) -> None:
+        values = dataclasses.asdict(checkpoint)
+        columns = {name: values.pop(name) for name in list(values) if name in _CHECKPOINT_COLUMNS}
+        columns.pop("source_name")
+        FolderProgress.objects.update_or_create(
+            job_id=self.job_id, source_name=checkpoint.source_name, defaults={**columns, "extra": values}
+        )
+
+
+def endpoint_for(account: MailAccount, *, check_host: bool = True) -> engine.Endpoint:
+    """Decrypts the password: call only right before connecting."""
+    connect_address = None
+    if check_host:
+        connect_address = resolve_allowed_address(
+            account.host, account.port, settings.IMAPCOPY_ALLOWED_PRIVATE_NETWORKS
+        )
+    provider = account.provider
+    return engine.Endpoint(
+        host=account.host,
+        port=account.port,
+        security=engine.Security(account.security),
+        login=account.login,
+        password=account.decrypt_password(),
+        connect_address=connect_address,
+        max_connections=provider.max_connections,
+        max_messages_per_second=provider.max_messages_per_second,
+        max_bytes_per_second=provider.max_bytes_per_second,
+    )
+
+
+def counters_from(result_or_progress) -> services.JobCounters:
+    return services.JobCounters(
+        folders_total=result_or_progress.folders_total,
+        folders_done=result_or_progress.folders_done,
+        messages_total=result_or_progress.messages_total,
+        messages_copied=result_or_progress.messages_copied,
+        messages_skipped=result_or_progress.messages_skipped,
+        messages_failed=result_or_progress.messages_failed,
+        bytes_total=getattr(result_or_progress, "bytes_total", 0),
+        bytes_copied=result_or_progress.bytes_copied,
+        current_folder=getattr(result_or_progress, "current_folder", None) or "",
+    )
+
+
+class CancelPoller:
+    """Reads the job's cancel flag at most every `interval` seconds: the engine asks often."""
+
+    def __init__(self, job_id: int, interval: float = 2.0):
+        self.job_id, self.interval = job_id, interval
+        self._checked_at = 0.0
+        self._cancelled = False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self._cancelled and now - self._checked_at >= self.interval:
+            self._checked_at = now
+            self._cancelled = SyncJob.objects.filter(id=self.job_id, cancel_requested=True).exists()
+        return self._cancelled
+
+
+def _endpoint_error(exc: Exception, side: str) -> engine.CopyResult:
+    code = {HostNotAllowed: "host_not_allowed", HostNotFound: engine.ErrorCode.DNS_FAILED}[type(exc)]
+    return engine.CopyResult(
+        status="failed",
+        error_code=code,
+        error_side=side,
+        error_detail="",
+        folders_total=0,
+        folders_done=0,
+        messages_total=0,
+        messages_copied=0,
+        messages_skipped=0,
+        messages_failed=0,
+        bytes_copied=0,
+        seconds=0.0,
+        skipped=[],
+        renamed_folders={},
+        dropped_keywords=[],
+    )
+
+
+def copy_job_mailbox(job: SyncJob, *, options: engine.CopyOptions | None = None) -> engine.CopyResult:
+    """Run the engine for a claimed (running) job and return its result; records nothing final."""
+    try:
+        source = endpoint_for(job.source)
+    except (HostNotAllowed, HostNotFound) as exc:
+        return _endpoint_error(exc, "source")
+    try:
+        destination = endpoint_for(job.destination)
+    except (HostNotAllowed, HostNotFound) as exc:
+        return _endpoint_error(exc, "destination")
+
+    def on_progress(progress: engine.Progress) -> None:
+        services.job_record_progress(job_id=job.pk, counters=counters_from(progress))
+
+    def on_event(event: engine.Event) -> None:
+        services.job_record_event(job_id=job.pk, kind=event.kind, folder=event.folder or "", detail=event.detail)
+
+    options = options or engine.CopyOptions(
+        error_budget=settings.IMAPCOPY_ERROR_BUDGET,
+        max_message_bytes=settings.IMAPCOPY_MAX_MESSAGE_BYTES,
+        batch_bytes=settings.IMAPCOPY_BATCH_BYTES,
+    )
+    try:
+        return engine.copy_mailbox(
+            source,
+            destination,
+            options=options,
+            checkpoints=FolderProgressCheckpoints(job.pk),
+            on_progress=on_progress,
+            on_event=on_event,
+            should_cancel=CancelPoller(job.pk),
+        )
+    finally:
+        del source, destination
+
+
+ENGINE_STATUS_TO_JOB = {
+    "finished": JobStatus.FINISHED,
+    "finished_with_errors": JobStatus.FINISHED,
+    "failed": JobStatus.FAILED,
+    "cancelled": JobStatus.CANCELLED,
+}
+
+
+def record_result(job_id: int, result: engine.CopyResult) -> None:
+    error_code = str(result.error_code or "")
+    if result.status == "cancelled":
+        error_code = "cancelled"
+    services.job_finish(
+        job_id=job_id,
+        status=ENGINE_STATUS_TO_JOB[result.status],
+        counters=counters_from(result),
+        error_code=error_code,
+        error_detail=result.error_detail if not result.error_side else f"{result.error_side}: {result.error_detail}",
+    )

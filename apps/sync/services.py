@@ -1,0 +1,225 @@
+"""Every write to jobs goes through these functions: views, admin actions, commands and the
+worker all call them, so the rules (one active job per source, atomic claims, credential
+erasure) live in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from dataclasses import dataclass
+
+import django_rq
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from apps.mailboxes.models import MailAccount
+from apps.sync.models import ACTIVE_STATUSES, JobEvent, JobStatus, SyncJob
+
+logger = logging.getLogger("imapcopy.sync")
+
+
+class JobAlreadyActive(Exception):
+    """The source account already has a queued or running job."""
+
+
+class InvalidJobState(Exception):
+    """The job is not in a state that allows this operation."""
+
+
+class CredentialsErased(Exception):
+    """The job cannot run again: its passwords have been erased."""
+
+
+def normalize_address(address: str) -> str:
+    return address.strip().lower()
+
+
+def _new_rq_job_id(job: SyncJob) -> str:
+    return f"imapcopy-sync-{job.pk}-{uuid.uuid4().hex[:12]}"
+
+
+def _enqueue_after_commit(job: SyncJob) -> None:
+    job_id, rq_job_id = job.pk, job.rq_job_id
+
+    def enqueue() -> None:
+        # The database is the source of truth: if Redis is down now, the job stays queued
+        # and `manage.py recover_jobs` enqueues it again later.
+        try:
+            django_rq.get_queue(settings.COPY_QUEUE).enqueue(
+                "apps.sync.jobs.run_copy_job", job_id, job_id=rq_job_id, job_timeout=settings.COPY_JOB_TIMEOUT
+            )
+        except Exception:
+            logger.exception("could not enqueue job %s; it stays queued for recovery", job_id)
+
+    transaction.on_commit(enqueue)
+
+
+def job_create(*, source: MailAccount, destination: MailAccount, language: str = "en") -> SyncJob:
+    """Create a queued job and enqueue it once the transaction commits.
+
+    Raises JobAlreadyActive when the source account has a queued or running job, also when
+    two requests race: the database's partial unique index decides.
+    """
+    address = normalize_address(source.email_address)
+    try:
+        with transaction.atomic():
+            job = SyncJob(source=source, destination=destination, source_address=address, language=language)
+            job.save()
+            job.rq_job_id = _new_rq_job_id(job)
+            job.save(update_fields=["rq_job_id"])
+            _enqueue_after_commit(job)
+    except IntegrityError:
+        if SyncJob.objects.filter(source_address=address, status__in=ACTIVE_STATUSES).exists():
+            raise JobAlreadyActive(address) from None
+        raise
+    logger.info("job %s created", job.pk)
+    return job
+
+
+def job_claim(*, job_id: int, worker_name: str) -> bool:
+    """Move a queued job to running. Only one caller can win: a duplicate delivery gets False."""
+    now = timezone.now()
+    claimed = SyncJob.objects.filter(id=job_id, status=JobStatus.QUEUED, cancel_requested=False).update(
+        status=JobStatus.RUNNING,
+        started_at=Coalesce(F("started_at"), Value(now)),
+        progress_at=now,
+        worker_name=worker_name[:200],
+        attempts=F("attempts") + 1,
+    )
+    return claimed == 1
+
+
+@dataclass(frozen=True)
+class JobCounters:
+    folders_total: int = 0
+    folders_done: int = 0
+    messages_total: int = 0
+    messages_copied: int = 0
+    messages_skipped: int = 0
+    messages_failed: int = 0
+    bytes_total: int = 0
+    bytes_copied: int = 0
+    current_folder: str = ""
+
+
+def job_record_progress(*, job_id: int, counters: JobCounters) -> None:
+    SyncJob.objects.filter(id=job_id, status=JobStatus.RUNNING).update(
+        progress_at=timezone.now(),
+        folders_total=counters.folders_total,
+        folders_done=counters.folders_done,
+        messages_total=counters.messages_total,
+        messages_copied=counters.messages_copied,
+        messages_skipped=counters.messages_skipped,
+        messages_failed=counters.messages_failed,
+        bytes_total=counters.bytes_total,
+        bytes_copied=counters.bytes_copied,
+        current_folder=counters.current_folder[:1000],
+    )
+
+
+def job_record_event(*, job_id: int, kind: str, folder: str = "", detail: dict | None = None) -> None:
+    JobEvent.objects.create(job_id=job_id, kind=kind[:40], folder=folder or "", detail=detail or {})
+
+
+def job_finish(
+    *,
+    job_id: int,
+    status: JobStatus,
+    counters: JobCounters | None,
+    error_code: str = "",
+    error_detail: str = "",
+) -> bool:
+    """Record a run's outcome. Only a running job can end; returns False otherwise.
+
+    `counters` None keeps the last recorded progress (a crash knows no final figures)."""
+    if status not in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED):
+        raise ValueError(f"{status!r} is not an end state")
+    values = dict(
+        status=status,
+        finished_at=timezone.now(),
+        progress_at=timezone.now(),
+        error_code=error_code[:40],
+        error_detail=error_detail,
+        cancel_requested=False,
+        current_folder="",
+    )
+    if counters is not None:
+        values.update(dataclasses.asdict(counters), current_folder="")
+    with transaction.atomic():
+        updated = SyncJob.objects.filter(id=job_id, status=JobStatus.RUNNING).update(**values)
+        if not updated:
+            return False
+        job = SyncJob.objects.select_related("source", "destination").get(id=job_id)
+        if status == JobStatus.FINISHED:
+            credentials_erase(account=job.source)
+            credentials_erase(account=job.destination)
+    logger.info("job %s ended: %s %s", job_id, status, error_code)
+    return True
+
+
+def job_cancel(*, job: SyncJob) -> SyncJob:
+    """A queued job is cancelled at once and never starts; a running one is asked to stop and
+    stops between two batches, leaving checkpoints to resume from."""
+    now = timezone.now()
+    if SyncJob.objects.filter(id=job.pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELLED, finished_at=now, error_code="cancelled"
+    ):
+        logger.info("queued job %s cancelled", job.pk)
+    elif SyncJob.objects.filter(id=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True):
+        logger.info("running job %s asked to stop", job.pk)
+    else:
+        job.refresh_from_db()
+        raise InvalidJobState(job.status)
+    job.refresh_from_db()
+    return job
+
+
+def job_retry(*, job: SyncJob) -> SyncJob:
+    """Queue a failed or cancelled job again; it resumes from its folder checkpoints."""
+    job.refresh_from_db()
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise InvalidJobState(job.status)
+    if not (job.source.has_password and job.destination.has_password):
+        raise CredentialsErased(job.pk)
+    try:
+        with transaction.atomic():
+            updated = SyncJob.objects.filter(id=job.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
+                status=JobStatus.QUEUED,
+                cancel_requested=False,
+                error_code="",
+                error_detail="",
+                finished_at=None,
+                rq_job_id=_new_rq_job_id(job),
+            )
+            if not updated:
+                raise InvalidJobState("changed meanwhile")
+            job.refresh_from_db()
+            _enqueue_after_commit(job)
+    except IntegrityError:
+        raise JobAlreadyActive(job.source_address) from None
+    logger.info("job %s queued again", job.pk)
+    return job
+
+
+def job_requeue(*, job: SyncJob) -> SyncJob:
+    """Put a queued job on the queue again (its first enqueue was lost with Redis).
+
+    Safe to repeat: the claim lets only one delivery run it."""
+    if job.status != JobStatus.QUEUED:
+        raise InvalidJobState(job.status)
+    with transaction.atomic():
+        job.rq_job_id = _new_rq_job_id(job)
+        job.save(update_fields=["rq_job_id"])
+        _enqueue_after_commit(job)
+    return job
+
+
+def credentials_erase(*, account: MailAccount) -> None:
+    MailAccount.objects.filter(pk=account.pk).exclude(password_ciphertext="").update(
+        password_ciphertext="", password_erased_at=timezone.now()
+    )
+    account.password_ciphertext = ""

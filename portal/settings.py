@@ -1,0 +1,234 @@
+"""IMAPCopy settings, read from environment variables (see the README's table).
+
+A local run needs no configuration: SQLite and generated secrets under var/, a local Redis.
+With DEBUG off, every secret must be given explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+from portal.envconfig import (
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+    env_url,
+    local_secret,
+    random_secret_key,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("IMAPCOPY_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", True)
+
+# --- Secrets -------------------------------------------------------------------------
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    SECRET_KEY = local_secret(VAR_DIR / "secret_key", random_secret_key)
+
+# Fernet keys for account passwords, newest first. Passwords are encrypted with the first
+# key and decrypted with any of them, so a new key can be prepended and old ciphertexts
+# re-encrypted with `manage.py rotate_credential_keys` before the old key is dropped.
+CREDENTIAL_KEYS = env_list("CREDENTIAL_KEYS")
+if not CREDENTIAL_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured("CREDENTIAL_KEYS must be set when DEBUG is off.")
+    CREDENTIAL_KEYS = [local_secret(VAR_DIR / "credential_key", lambda: Fernet.generate_key().decode())]
+for _key in CREDENTIAL_KEYS:
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            "CREDENTIAL_KEYS must be comma-separated Fernet keys (32 url-safe base64-encoded bytes each)."
+        ) from None
+
+# --- Hosts and URLs ------------------------------------------------------------------
+SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000", schemes=("http", "https")).rstrip("/")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", urlsplit(SITE_URL).hostname])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL])
+
+# --- Applications ----------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "apps.providers",
+    "apps.mailboxes",
+    "apps.sync",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_url(
+            "DATABASE_URL",
+            f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
+            schemes=("sqlite", "postgres", "postgresql", "pgsql"),
+        ),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, for the test database too: RQ workers fork or run as separate
+    # processes, and they must see the rows the test wrote.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # The web server and the worker write at once; wait for the lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Queues ---------------------------------------------------------------------------
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
+COPY_QUEUE = "copies"
+CHECK_QUEUE = "checks"
+COPY_JOB_TIMEOUT = env_int("COPY_JOB_TIMEOUT", 48 * 3600, minimum=60)
+RQ_QUEUES = {
+    COPY_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": COPY_JOB_TIMEOUT},
+    CHECK_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60},
+}
+RQ = {"COMMIT_MODE": "on_db_commit"}
+
+# --- The copy service ----------------------------------------------------------------------
+# Hosts a customer may connect to although they resolve to private, loopback or link-local
+# addresses. Empty in production; tests and the local demo allow 127.0.0.0/8.
+IMAPCOPY_ALLOWED_PRIVATE_NETWORKS = env_networks("IMAPCOPY_ALLOWED_PRIVATE_NETWORKS")
+IMAPCOPY_ERROR_BUDGET = env_int("IMAPCOPY_ERROR_BUDGET", 100, minimum=0)
+IMAPCOPY_MAX_MESSAGE_BYTES = env_int("IMAPCOPY_MAX_MESSAGE_BYTES", 0, minimum=0) or None
+IMAPCOPY_BATCH_BYTES = env_int("IMAPCOPY_BATCH_BYTES", 8 * 1024 * 1024, minimum=64 * 1024)
+# Failed and cancelled jobs keep their credentials this long so staff can retry them;
+# finished jobs erase them at once.
+IMAPCOPY_CREDENTIAL_GRACE_HOURS = env_int("IMAPCOPY_CREDENTIAL_GRACE_HOURS", 24, minimum=0)
+
+# --- Email ----------------------------------------------------------------------------------
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if env_str("EMAIL_HOST")
+    else "django.core.mail.backends.filebased.EmailBackend",
+)
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "sent-mail"))
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are mutually exclusive.")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "IMAPCopy <noreply@localhost>")
+SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+ADMINS = [("Admin", address) for address in env_list("ADMINS")]
+
+# --- Internationalization ----------------------------------------------------------------------
+LANGUAGES = [
+    ("en", _("English")),
+    ("fr", _("French")),
+    ("pt", _("Portuguese")),
+    ("es", _("Spanish")),
+    ("de", _("German")),
+    ("it", _("Italian")),
+]
+LANGUAGE_CODE = env_choice("LANGUAGE_CODE", "en", [code for code, _name in LANGUAGES])
+LOCALE_PATHS = [BASE_DIR / "locale"]
+USE_I18N = True
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_TZ = True
+
+# --- Static files -------------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+WHITENOISE_USE_FINDERS = DEBUG  # a local run serves static files without collectstatic
+if DEBUG:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request otherwise
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- Security ----------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 2 * 3600, minimum=60)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if env_bool("USE_X_FORWARDED_PROTO", False):
+    # Only behind a proxy that sets the header itself; otherwise clients could forge it.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Logging --------------------------------------------------------------------------------------
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR"])
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "rq.worker": {"level": LOG_LEVEL},
+    },
+}

@@ -1,0 +1,124 @@
+"""Shared fixtures: a real Redis, real RQ workers, real databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from portal.localredis import free_port, redis_answers, start_redis
+
+REPO = Path(__file__).resolve().parent.parent
+_private_redis: subprocess.Popen | None = None
+
+
+def _use_redis(url: str) -> None:
+    os.environ["REDIS_URL"] = url
+    settings.REDIS_URL = url
+    for queue in settings.RQ_QUEUES.values():
+        queue["URL"] = url
+
+
+def pytest_configure(config):
+    """Use the Redis the environment names, or the machine's on 6379, or start a private one.
+
+    Each test session gets its own Redis database number when it shares a server, so two
+    runs (or xdist workers) never consume each other's jobs."""
+    global _private_redis
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if not redis_answers(url):
+        port = free_port()
+        _private_redis = start_redis(Path(tempfile.mkdtemp(prefix="imapcopy-redis-")), port, persist=False)
+        url = f"redis://127.0.0.1:{port}/0"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    database = 1 + int(worker.removeprefix("gw") or 0) % 15
+    _use_redis(url.rsplit("/", 1)[0] + f"/{database}")
+    # Tests connect to Dovecot on loopback; production never allows this.
+    import ipaddress
+
+    settings.IMAPCOPY_ALLOWED_PRIVATE_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
+
+
+def pytest_unconfigure(config):
+    if _private_redis is not None:
+        _private_redis.terminate()
+        _private_redis.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_connection():
+    import django_rq
+
+    connection = django_rq.get_connection(settings.COPY_QUEUE)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for a child process (worker, manage.py) that must see the test database."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        database_url = f"sqlite:///{db['NAME']}"
+    else:
+        database_url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": settings.REDIS_URL,
+        "IMAPCOPY_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8",
+        "CREDENTIAL_KEYS": ",".join(settings.CREDENTIAL_KEYS),
+        "SECRET_KEY": settings.SECRET_KEY,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def run_worker(redis_connection, transactional_db):
+    """Run a real RQ worker process in burst mode: it works the queue until empty, then exits."""
+
+    def run(*queues: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), "rqworker", "--burst", *(queues or [settings.COPY_QUEUE])],
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+        )
+
+    return run
+
+
+@pytest.fixture
+def provider(db):
+    from apps.providers.models import Provider
+
+    return Provider.objects.get(slug="other")
+
+
+@pytest.fixture
+def make_account(db, provider):
+    from apps.mailboxes.services import account_create
+
+    def make(email_address: str = "alice@example.org", password: str = "s3cret-Pa55word!", **overrides):
+        values = dict(
+            provider=provider,
+            email_address=email_address,
+            login=email_address,
+            host="127.0.0.1",
+            port=993,
+            security="tls",
+            password=password,
+        )
+        values.update(overrides)
+        return account_create(**values)
+
+    return make
