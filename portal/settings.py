@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "apps.providers",
     "apps.mailboxes",
     "apps.sync",
+    "apps.selfservice",
 ]
 
 MIDDLEWARE = [
@@ -133,6 +134,14 @@ RQ_QUEUES = {
     CHECK_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60},
 }
 RQ = {"COMMIT_MODE": "on_db_commit"}
+# Rate limits and other short-lived counters are shared by every web process through Redis.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "imapcopy",
+    }
+}
 
 # --- The copy service ----------------------------------------------------------------------
 # Hosts a customer may connect to although they resolve to private, loopback or link-local
@@ -141,6 +150,18 @@ IMAPCOPY_ALLOWED_PRIVATE_NETWORKS = env_networks("IMAPCOPY_ALLOWED_PRIVATE_NETWO
 IMAPCOPY_ERROR_BUDGET = env_int("IMAPCOPY_ERROR_BUDGET", 100, minimum=0)
 IMAPCOPY_MAX_MESSAGE_BYTES = env_int("IMAPCOPY_MAX_MESSAGE_BYTES", 0, minimum=0) or None
 IMAPCOPY_BATCH_BYTES = env_int("IMAPCOPY_BATCH_BYTES", 8 * 1024 * 1024, minimum=64 * 1024)
+# An extra CA certificate (PEM) to trust for IMAP servers, e.g. the demo's self-signed one.
+IMAPCOPY_CA_FILE = env_str("IMAPCOPY_CA_FILE") or None
+# Unencrypted IMAP sends the customer's password in clear: refused unless this is on.
+IMAPCOPY_ALLOW_PLAINTEXT_IMAP = env_bool("IMAPCOPY_ALLOW_PLAINTEXT_IMAP", False)
+CONNECTION_TEST_SECONDS = env_int("CONNECTION_TEST_SECONDS", 15, minimum=3, maximum=60)
+# Accounts entered in the form but never used by a job are erased after this long.
+IMAPCOPY_ABANDONED_ACCOUNT_MINUTES = env_int("IMAPCOPY_ABANDONED_ACCOUNT_MINUTES", 60, minimum=5)
+# Copy speed assumed for the time estimate shown after a connection test.
+IMAPCOPY_ESTIMATE_MESSAGES_PER_SECOND = env_int("IMAPCOPY_ESTIMATE_MESSAGES_PER_SECOND", 300, minimum=1)
+IMAPCOPY_ESTIMATE_BYTES_PER_SECOND = env_int("IMAPCOPY_ESTIMATE_BYTES_PER_SECOND", 10_000_000, minimum=1)
+# How long the private status link of a job stays valid.
+IMAPCOPY_STATUS_LINK_DAYS = env_int("IMAPCOPY_STATUS_LINK_DAYS", 30, minimum=1)
 # Failed and cancelled jobs keep their credentials this long so staff can retry them;
 # finished jobs erase them at once.
 IMAPCOPY_CREDENTIAL_GRACE_HOURS = env_int("IMAPCOPY_CREDENTIAL_GRACE_HOURS", 24, minimum=0)
@@ -183,7 +204,7 @@ USE_TZ = True
 # --- Static files -------------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
-STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = DEBUG  # a local run serves static files without collectstatic
 if DEBUG:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request otherwise

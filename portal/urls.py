@@ -8,6 +8,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
 ]
 urlpatterns += i18n_patterns(
-    path("", include("apps.sync.urls")),
+    path("", include("apps.selfservice.urls")),
     prefix_default_language=False,
 )

@@ -22,6 +22,7 @@ def _use_redis(url: str) -> None:
     settings.REDIS_URL = url
     for queue in settings.RQ_QUEUES.values():
         queue["URL"] = url
+    settings.CACHES["default"]["LOCATION"] = url
 
 
 def pytest_configure(config):
@@ -122,3 +123,26 @@ def make_account(db, provider):
         return account_create(**values)
 
     return make
+
+
+# --- Real IMAP servers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def imap_servers(tmp_path_factory):
+    """Two Dovecot servers for the whole session: a `.`-separated source with SPECIAL-USE
+    folders, a `/`-separated destination with Exchange-like names; one CA bundle trusts both."""
+    from tests.support.dovecot import DovecotServer, Profile
+
+    with DovecotServer(Profile.dot()) as source, DovecotServer(Profile.slash()) as destination:
+        bundle = tmp_path_factory.mktemp("ca") / "imap-ca.pem"
+        bundle.write_text(source.cert_file.read_text() + destination.cert_file.read_text())
+        yield source, destination, bundle
+
+
+@pytest.fixture
+def imap_trust(imap_servers, settings):
+    settings.IMAPCOPY_CA_FILE = str(imap_servers[2])
+    os.environ["IMAPCOPY_CA_FILE"] = str(imap_servers[2])
+    yield imap_servers
+    os.environ.pop("IMAPCOPY_CA_FILE", None)

@@ -22,6 +22,10 @@ class MailAccount(models.Model):
     security = models.CharField(_("security"), max_length=10, choices=Security.choices)
     password_ciphertext = models.TextField(editable=False, blank=True, default="")
     verified_at = models.DateTimeField(_("connection verified"), null=True, blank=True)
+    # What the connection test found; shown to the customer and used for the time estimate.
+    found_folders = models.PositiveIntegerField(_("folders found"), null=True, blank=True)
+    found_messages = models.PositiveIntegerField(_("messages found"), null=True, blank=True)
+    found_bytes = models.PositiveBigIntegerField(_("bytes found"), null=True, blank=True)
     password_erased_at = models.DateTimeField(_("password erased"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 

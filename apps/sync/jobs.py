@@ -34,6 +34,19 @@ def run_copy_job(job_id: int) -> str:
             error_code="internal_error",
             error_detail="",
         )
+        _send_report(job_id)
         raise
     runner.record_result(job_id, result)
+    _send_report(job_id)
     return result.status
+
+
+def _send_report(job_id: int) -> None:
+    # The copy is done whatever happens to the email: a mail server outage must not turn a
+    # finished job into a failed one. Staff can re-send the report from the admin.
+    job = SyncJob.objects.select_related("destination").get(id=job_id)
+    try:
+        services.job_send_report(job=job)
+    except Exception:
+        logger.exception("report of job %s could not be sent", job_id)
+        services.job_record_event(job_id=job_id, kind="report_failed")

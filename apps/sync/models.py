@@ -50,6 +50,12 @@ class SyncJob(models.Model):
     progress_at = models.DateTimeField(_("last progress"), null=True, blank=True)
 
     error_code = models.CharField(_("error code"), max_length=40, blank=True)
+    error_side = models.CharField(
+        _("account concerned"),
+        max_length=12,
+        blank=True,
+        choices=[("source", _("source")), ("destination", _("destination"))],
+    )
     error_detail = models.TextField(_("error detail"), blank=True)
     rq_job_id = models.CharField(_("queue job id"), max_length=64, blank=True)
     worker_name = models.CharField(_("worker"), max_length=200, blank=True)

@@ -59,6 +59,7 @@ def endpoint_for(account: MailAccount, *, check_host: bool = True) -> engine.End
         login=account.login,
         password=account.decrypt_password(),
         connect_address=connect_address,
+        ca_file=settings.IMAPCOPY_CA_FILE,
         max_connections=provider.max_connections,
         max_messages_per_second=provider.max_messages_per_second,
         max_bytes_per_second=provider.max_bytes_per_second,
@@ -169,5 +170,6 @@ def record_result(job_id: int, result: engine.CopyResult) -> None:
         status=ENGINE_STATUS_TO_JOB[result.status],
         counters=counters_from(result),
         error_code=error_code,
-        error_detail=result.error_detail if not result.error_side else f"{result.error_side}: {result.error_detail}",
+        error_side=result.error_side or "",
+        error_detail=result.error_detail,
     )

@@ -131,6 +131,7 @@ def job_finish(
     status: JobStatus,
     counters: JobCounters | None,
     error_code: str = "",
+    error_side: str = "",
     error_detail: str = "",
 ) -> bool:
     """Record a run's outcome. Only a running job can end; returns False otherwise.
@@ -143,6 +144,7 @@ def job_finish(
         finished_at=timezone.now(),
         progress_at=timezone.now(),
         error_code=error_code[:40],
+        error_side=error_side,
         error_detail=error_detail,
         cancel_requested=False,
         current_folder="",
@@ -191,6 +193,7 @@ def job_retry(*, job: SyncJob) -> SyncJob:
                 status=JobStatus.QUEUED,
                 cancel_requested=False,
                 error_code="",
+                error_side="",
                 error_detail="",
                 finished_at=None,
                 rq_job_id=_new_rq_job_id(job),
@@ -223,3 +226,13 @@ def credentials_erase(*, account: MailAccount) -> None:
         password_ciphertext="", password_erased_at=timezone.now()
     )
     account.password_ciphertext = ""
+
+
+def job_send_report(*, job: SyncJob) -> None:
+    """Email the job's report to the destination address (also used to re-send it)."""
+    from apps.sync.reports import send_report
+
+    if job.is_active:
+        raise InvalidJobState(job.status)
+    send_report(job)
+    logger.info("report of job %s sent", job.pk)

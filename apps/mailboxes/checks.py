@@ -1,0 +1,87 @@
+"""The live connection test of the customer form: log in, count folders and messages.
+
+Runs in the web process with a hard deadline, so a server that stalls cannot hold a web
+worker longer than CONNECTION_TEST_SECONDS."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from apps.mailboxes.models import MailAccount
+from apps.mailboxes.netguard import HostNotAllowed, HostNotFound, resolve_allowed_address
+from apps.sync import engine
+
+logger = logging.getLogger("imapcopy.checks")
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    ok: bool
+    error_code: str = ""
+    folders: int = 0
+    messages: int = 0
+    bytes: int = 0
+
+
+def _probe_with_deadline(endpoint: engine.Endpoint, deadline: float) -> engine.MailboxSummary:
+    outcome: dict = {}
+
+    def probe() -> None:
+        try:
+            outcome["summary"] = engine.probe_account(endpoint)
+        except BaseException as exc:  # handed to the waiting thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=probe, name="connection-test", daemon=True)
+    thread.start()
+    thread.join(deadline)
+    if thread.is_alive():
+        # The probe's own socket timeouts end the thread soon; the customer need not wait.
+        raise engine.EngineError(engine.ErrorCode.TIMEOUT, side=None, detail="connection test deadline")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["summary"]
+
+
+def check_account(account: MailAccount) -> CheckOutcome:
+    """Test the account's connection and record what was found on it."""
+    try:
+        address = resolve_allowed_address(account.host, account.port, settings.IMAPCOPY_ALLOWED_PRIVATE_NETWORKS)
+    except HostNotAllowed:
+        return CheckOutcome(ok=False, error_code="host_not_allowed")
+    except HostNotFound:
+        return CheckOutcome(ok=False, error_code=str(engine.ErrorCode.DNS_FAILED))
+    deadline = settings.CONNECTION_TEST_SECONDS
+    endpoint = engine.Endpoint(
+        host=account.host,
+        port=account.port,
+        security=engine.Security(account.security),
+        login=account.login,
+        password=account.decrypt_password(),
+        connect_address=address,
+        ca_file=settings.IMAPCOPY_CA_FILE,
+        timeout=max(2.0, deadline - 2),
+    )
+    try:
+        summary = _probe_with_deadline(endpoint, deadline)
+    except engine.EngineError as exc:
+        logger.info("connection test of account %s failed: %s", account.pk, exc.code)
+        return CheckOutcome(ok=False, error_code=str(exc.code))
+    except Exception:
+        logger.exception("connection test of account %s crashed", account.pk)
+        return CheckOutcome(ok=False, error_code="internal_error")
+    finally:
+        del endpoint
+    MailAccount.objects.filter(pk=account.pk).update(
+        verified_at=timezone.now(),
+        found_folders=summary.folders,
+        found_messages=summary.messages,
+        found_bytes=summary.bytes,
+    )
+    account.refresh_from_db()
+    return CheckOutcome(ok=True, folders=summary.folders, messages=summary.messages, bytes=summary.bytes)

@@ -1,0 +1,36 @@
+"""Jobs and connection tests store error codes; these are the sentences shown for them,
+translated at display time in the reader's language."""
+
+from django.utils.translation import gettext_lazy as _
+
+ERROR_MESSAGES = {
+    "auth_failed": _("The server refused the login or the password. Check both and try again."),
+    "dns_failed": _("The server name could not be found. Check the spelling of the IMAP server."),
+    "connection_refused": _("The server refused the connection. Check the IMAP server, the port and the SSL setting."),
+    "timeout": _("The server did not answer in time. Check the IMAP server and the port, or try again later."),
+    "tls_error": _(
+        "The secure connection failed: the server's certificate is not valid for this name, "
+        "or this port does not offer SSL. Check the IMAP server and the SSL setting."
+    ),
+    "not_imap": _("The server answered, but it is not an IMAP server. Check the IMAP server and the port."),
+    "network_error": _("The connection to the server was lost. Please try again later."),
+    "host_not_allowed": _("This server address is not allowed. Please use your provider's public IMAP server."),
+    "over_quota": _(
+        "The destination mailbox is full. Free some space or raise its quota, then start the synchronization again."
+    ),
+    "cancelled": _("The synchronization was cancelled."),
+    "error_budget_exceeded": _("Too many messages could not be copied, so the synchronization stopped."),
+    "protocol_error": _("The server gave an answer we could not understand. Please contact our support."),
+    "internal_error": _("An unexpected error occurred on our side. Our team has been told; please try again later."),
+    "credentials_erased": _("The passwords of this synchronization have been erased. Please start a new one."),
+    "rate_limited": _("Too many attempts. Please wait a few minutes before trying again."),
+}
+
+SIDE_MESSAGES = {
+    "source": _("This concerns the source account."),
+    "destination": _("This concerns the destination account."),
+}
+
+
+def error_message(code: str) -> str:
+    return str(ERROR_MESSAGES.get(code) or ERROR_MESSAGES["internal_error"])

@@ -1,0 +1,59 @@
+// Progressive enhancement only: every page works without it.
+(function () {
+  "use strict";
+
+  function setupAccountForm(form) {
+    var select = form.querySelector("select[name=provider]");
+    var host = form.querySelector("input[name=host]");
+    var help = form.querySelector(".provider-help");
+    function update() {
+      var option = select.options[select.selectedIndex];
+      if (!option) return;
+      var editable = option.dataset.editable === "1";
+      host.placeholder = option.dataset.host || "";
+      host.readOnly = !editable;
+      if (!editable) host.value = "";
+      help.textContent = option.dataset.help || "";
+    }
+    if (select && host && help) {
+      select.addEventListener("change", update);
+      update();
+    }
+    form.addEventListener("submit", function () {
+      var button = form.querySelector("button[type=submit]");
+      var status = form.querySelector(".testing");
+      if (status) status.textContent = form.dataset.testingLabel;
+      // Disabled after the browser has collected the form, so the click still submits once.
+      setTimeout(function () { if (button) button.disabled = true; }, 0);
+    });
+  }
+
+  function setupProgress(box) {
+    var url = box.dataset.progressUrl;
+    if (!url) return;
+    var done = ["finished", "failed", "cancelled"];
+    function refresh() {
+      fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (state) {
+          if (!state) return;
+          box.querySelectorAll("[data-field]").forEach(function (node) {
+            var value = state[node.dataset.field];
+            if (value === undefined) return;
+            node.textContent = value === "" ? (node.tagName === "DD" ? "—" : "") : value;
+          });
+          var bar = box.querySelector("progress");
+          if (bar) { bar.value = state.percent; bar.textContent = state.percent + "%"; }
+          box.className = "state state-" + state.status;
+          if (done.indexOf(state.status) === -1) setTimeout(refresh, 2000);
+        })
+        .catch(function () { setTimeout(refresh, 5000); });
+    }
+    setTimeout(refresh, 2000);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form.account").forEach(setupAccountForm);
+    document.querySelectorAll(".state[data-progress-url]").forEach(setupProgress);
+  });
+})();
