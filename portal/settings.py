@@ -160,6 +160,12 @@ IMAPCOPY_ABANDONED_ACCOUNT_MINUTES = env_int("IMAPCOPY_ABANDONED_ACCOUNT_MINUTES
 # Copy speed assumed for the time estimate shown after a connection test.
 IMAPCOPY_ESTIMATE_MESSAGES_PER_SECOND = env_int("IMAPCOPY_ESTIMATE_MESSAGES_PER_SECOND", 300, minimum=1)
 IMAPCOPY_ESTIMATE_BYTES_PER_SECOND = env_int("IMAPCOPY_ESTIMATE_BYTES_PER_SECOND", 10_000_000, minimum=1)
+# A running copy writes a heartbeat every few seconds; recovery re-queues a run silent for
+# longer than this (its worker died), and fails a job after this many runs.
+IMAPCOPY_HEARTBEAT_STALE_SECONDS = env_int("IMAPCOPY_HEARTBEAT_STALE_SECONDS", 180, minimum=5)
+IMAPCOPY_MAX_RUNS = env_int("IMAPCOPY_MAX_RUNS", 5, minimum=1)
+# Jobs that ended longer ago than this are deleted by `manage.py purge_jobs`.
+IMAPCOPY_RETENTION_DAYS = env_int("IMAPCOPY_RETENTION_DAYS", 90, minimum=1)
 # How long the private status link of a job stays valid.
 IMAPCOPY_STATUS_LINK_DAYS = env_int("IMAPCOPY_STATUS_LINK_DAYS", 30, minimum=1)
 # Failed and cancelled jobs keep their credentials this long so staff can retry them;

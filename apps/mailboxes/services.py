@@ -26,9 +26,18 @@ def account_create(
         security=Security(security),
     )
     account.set_password(password)
-    account.full_clean(exclude=["password_ciphertext"])
+    # The address's format is the form's business: staff's command line may name accounts
+    # whose login is no address (user@127.0.0.1).
+    account.full_clean(exclude=["password_ciphertext", "email_address"])
     account.save()
     return account
+
+
+def account_set_password(*, account: MailAccount, password: str) -> None:
+    account.set_password(password)
+    MailAccount.objects.filter(pk=account.pk).update(
+        password_ciphertext=account.password_ciphertext, password_erased_at=None
+    )
 
 
 def credentials_reencrypt_all(*, batch_size: int = 500) -> int:

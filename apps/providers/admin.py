@@ -1,5 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
+from apps.providers.checks import check_provider_server
 from apps.providers.models import Provider
 
 
@@ -10,9 +13,40 @@ class ProviderAdmin(admin.ModelAdmin):
     list_filter = ["role", "is_active", "security"]
     search_fields = ["name", "slug", "imap_host"]
     prepopulated_fields = {"slug": ["name"]}
+    actions = ["check_servers", "activate", "deactivate"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "role", "is_active", "sort_order"]}),
-        ("IMAP", {"fields": ["imap_host", "imap_port", "security", "host_editable", "login_format", "email_domain"]}),
-        ("Customers", {"fields": ["help_text"]}),
-        ("Limits", {"fields": ["max_connections", "max_messages_per_second", "max_bytes_per_second"]}),
+        (
+            _("IMAP"),
+            {"fields": ["imap_host", "imap_port", "security", "host_editable", "login_format", "email_domain"]},
+        ),
+        (_("Customers"), {"fields": ["help_text"]}),
+        (_("Limits"), {"fields": ["max_connections", "max_messages_per_second", "max_bytes_per_second"]}),
     ]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Accounts and jobs refer to providers: deactivate instead.
+        return request.user.is_superuser
+
+    @admin.action(description=_("Check that the servers answer"), permissions=["view"])
+    def check_servers(self, request, queryset):
+        for provider in queryset:
+            result = check_provider_server(provider)
+            level = messages.SUCCESS if result.ok else messages.ERROR
+            self.message_user(
+                request, f"{provider.name} ({provider.imap_host}:{provider.imap_port}): {result.summary}", level
+            )
+
+    @admin.action(description=_("Show to customers"), permissions=["change"])
+    def activate(self, request, queryset):
+        count = queryset.update(is_active=True)
+        self.message_user(
+            request, ngettext("%(count)d provider shown.", "%(count)d providers shown.", count) % {"count": count}
+        )
+
+    @admin.action(description=_("Hide from customers (existing jobs keep working)"), permissions=["change"])
+    def deactivate(self, request, queryset):
+        count = queryset.update(is_active=False)
+        self.message_user(
+            request, ngettext("%(count)d provider hidden.", "%(count)d providers hidden.", count) % {"count": count}
+        )

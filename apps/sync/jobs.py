@@ -17,18 +17,20 @@ def _worker_name() -> str:
 
 
 def run_copy_job(job_id: int) -> str:
-    if not services.job_claim(job_id=job_id, worker_name=_worker_name()):
+    run = services.job_claim(job_id=job_id, worker_name=_worker_name())
+    if run is None:
         # Already running elsewhere, ended, or cancelled before it started: a duplicate
         # delivery must not copy a second time.
         logger.info("job %s not claimed; nothing to do", job_id)
         return "not-claimed"
     job = SyncJob.objects.select_related("source__provider", "destination__provider").get(id=job_id)
     try:
-        result = runner.copy_job_mailbox(job)
+        result = runner.copy_job_mailbox(job, run=run)
     except Exception:
         logger.exception("job %s crashed", job_id)
         services.job_finish(
             job_id=job_id,
+            run=run,
             status=JobStatus.FAILED,
             counters=None,
             error_code="internal_error",
@@ -36,7 +38,7 @@ def run_copy_job(job_id: int) -> str:
         )
         _send_report(job_id)
         raise
-    runner.record_result(job_id, result)
+    runner.record_result(job_id, result, run=run)
     _send_report(job_id)
     return result.status
 

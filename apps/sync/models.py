@@ -48,6 +48,8 @@ class SyncJob(models.Model):
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     progress_at = models.DateTimeField(_("last progress"), null=True, blank=True)
+    # Written by the running copy every few seconds; recovery treats a silent run as dead.
+    heartbeat_at = models.DateTimeField(_("last sign of life"), null=True, blank=True)
 
     error_code = models.CharField(_("error code"), max_length=40, blank=True)
     error_side = models.CharField(
@@ -59,6 +61,7 @@ class SyncJob(models.Model):
     error_detail = models.TextField(_("error detail"), blank=True)
     rq_job_id = models.CharField(_("queue job id"), max_length=64, blank=True)
     worker_name = models.CharField(_("worker"), max_length=200, blank=True)
+    # Incremented by each claim; also the fencing token of the current run.
     attempts = models.PositiveIntegerField(_("runs"), default=0)
     cancel_requested = models.BooleanField(_("cancellation requested"), default=False)
     report_sent_at = models.DateTimeField(_("report sent"), null=True, blank=True)
@@ -76,6 +79,13 @@ class SyncJob(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="sync_job_status_created")]
+        permissions = [
+            ("cancel_syncjob", _("Can cancel synchronization jobs")),
+            ("retry_syncjob", _("Can retry synchronization jobs")),
+            ("resend_report_syncjob", _("Can re-send synchronization reports")),
+            ("erase_syncjob", _("Can erase credentials and personal data of jobs")),
+            ("export_syncjob", _("Can export synchronization jobs")),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.source_address}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -44,7 +45,9 @@ class FolderProgressCheckpoints:
         )
 
 
-def endpoint_for(account: MailAccount, *, check_host: bool = True) -> engine.Endpoint:
+def endpoint_for(
+    account: MailAccount, *, check_host: bool = True, ca_file: str | None = None, verify_tls: bool = True
+) -> engine.Endpoint:
     """Decrypts the password: call only right before connecting."""
     connect_address = None
     if check_host:
@@ -59,7 +62,8 @@ def endpoint_for(account: MailAccount, *, check_host: bool = True) -> engine.End
         login=account.login,
         password=account.decrypt_password(),
         connect_address=connect_address,
-        ca_file=settings.IMAPCOPY_CA_FILE,
+        ca_file=ca_file or settings.IMAPCOPY_CA_FILE,
+        verify_tls=verify_tls,
         max_connections=provider.max_connections,
         max_messages_per_second=provider.max_messages_per_second,
         max_bytes_per_second=provider.max_bytes_per_second,
@@ -80,20 +84,23 @@ def counters_from(result_or_progress) -> services.JobCounters:
     )
 
 
-class CancelPoller:
-    """Reads the job's cancel flag at most every `interval` seconds: the engine asks often."""
+class StopPoller:
+    """The engine's should_cancel: true when staff asked to cancel, or when this run no longer
+    owns the job. Touches the database at most every `interval` seconds (the engine asks
+    between every two batches) and doubles as the run's heartbeat."""
 
-    def __init__(self, job_id: int, interval: float = 2.0):
-        self.job_id, self.interval = job_id, interval
+    def __init__(self, job_id: int, run: int | None, interval: float = 2.0):
+        self.job_id, self.run, self.interval = job_id, run, interval
         self._checked_at = 0.0
-        self._cancelled = False
+        self._stop = False
 
     def __call__(self) -> bool:
         now = time.monotonic()
-        if not self._cancelled and now - self._checked_at >= self.interval:
+        if not self._stop and now - self._checked_at >= self.interval:
             self._checked_at = now
-            self._cancelled = SyncJob.objects.filter(id=self.job_id, cancel_requested=True).exists()
-        return self._cancelled
+            owned = self.run is None or services.job_heartbeat(job_id=self.job_id, run=self.run)
+            self._stop = not owned or SyncJob.objects.filter(id=self.job_id, cancel_requested=True).exists()
+        return self._stop
 
 
 def _endpoint_error(exc: Exception, side: str) -> engine.CopyResult:
@@ -117,22 +124,40 @@ def _endpoint_error(exc: Exception, side: str) -> engine.CopyResult:
     )
 
 
-def copy_job_mailbox(job: SyncJob, *, options: engine.CopyOptions | None = None) -> engine.CopyResult:
-    """Run the engine for a claimed (running) job and return its result; records nothing final."""
+def copy_job_mailbox(
+    job: SyncJob,
+    *,
+    run: int | None = None,
+    options: engine.CopyOptions | None = None,
+    check_hosts: bool = True,
+    ca_file: str | None = None,
+    verify_tls: bool = True,
+    progress_listener: Callable[[engine.Progress], None] | None = None,
+    event_listener: Callable[[engine.Event], None] | None = None,
+) -> engine.CopyResult:
+    """Run the engine for a claimed (running) job and return its result; records nothing final.
+
+    The worker and `manage.py copymailbox` both come through here, so a copy started by one
+    resumes from the checkpoints the other left."""
+    tls = dict(check_host=check_hosts, ca_file=ca_file, verify_tls=verify_tls)
     try:
-        source = endpoint_for(job.source)
+        source = endpoint_for(job.source, **tls)
     except (HostNotAllowed, HostNotFound) as exc:
         return _endpoint_error(exc, "source")
     try:
-        destination = endpoint_for(job.destination)
+        destination = endpoint_for(job.destination, **tls)
     except (HostNotAllowed, HostNotFound) as exc:
         return _endpoint_error(exc, "destination")
 
     def on_progress(progress: engine.Progress) -> None:
-        services.job_record_progress(job_id=job.pk, counters=counters_from(progress))
+        services.job_record_progress(job_id=job.pk, run=run, counters=counters_from(progress))
+        if progress_listener:
+            progress_listener(progress)
 
     def on_event(event: engine.Event) -> None:
         services.job_record_event(job_id=job.pk, kind=event.kind, folder=event.folder or "", detail=event.detail)
+        if event_listener:
+            event_listener(event)
 
     options = options or engine.CopyOptions(
         error_budget=settings.IMAPCOPY_ERROR_BUDGET,
@@ -147,7 +172,7 @@ def copy_job_mailbox(job: SyncJob, *, options: engine.CopyOptions | None = None)
             checkpoints=FolderProgressCheckpoints(job.pk),
             on_progress=on_progress,
             on_event=on_event,
-            should_cancel=CancelPoller(job.pk),
+            should_cancel=StopPoller(job.pk, run),
         )
     finally:
         del source, destination
@@ -161,12 +186,13 @@ ENGINE_STATUS_TO_JOB = {
 }
 
 
-def record_result(job_id: int, result: engine.CopyResult) -> None:
+def record_result(job_id: int, result: engine.CopyResult, *, run: int | None = None) -> None:
     error_code = str(result.error_code or "")
     if result.status == "cancelled":
         error_code = "cancelled"
     services.job_finish(
         job_id=job_id,
+        run=run,
         status=ENGINE_STATUS_TO_JOB[result.status],
         counters=counters_from(result),
         error_code=error_code,

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import django_rq
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import F, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from apps.mailboxes.models import MailAccount
@@ -58,7 +58,7 @@ def _enqueue_after_commit(job: SyncJob) -> None:
     transaction.on_commit(enqueue)
 
 
-def job_create(*, source: MailAccount, destination: MailAccount, language: str = "en") -> SyncJob:
+def job_create(*, source: MailAccount, destination: MailAccount, language: str = "en", enqueue: bool = True) -> SyncJob:
     """Create a queued job and enqueue it once the transaction commits.
 
     Raises JobAlreadyActive when the source account has a queued or running job, also when
@@ -69,9 +69,10 @@ def job_create(*, source: MailAccount, destination: MailAccount, language: str =
         with transaction.atomic():
             job = SyncJob(source=source, destination=destination, source_address=address, language=language)
             job.save()
-            job.rq_job_id = _new_rq_job_id(job)
-            job.save(update_fields=["rq_job_id"])
-            _enqueue_after_commit(job)
+            if enqueue:
+                job.rq_job_id = _new_rq_job_id(job)
+                job.save(update_fields=["rq_job_id"])
+                _enqueue_after_commit(job)
     except IntegrityError:
         if SyncJob.objects.filter(source_address=address, status__in=ACTIVE_STATUSES).exists():
             raise JobAlreadyActive(address) from None
@@ -80,17 +81,31 @@ def job_create(*, source: MailAccount, destination: MailAccount, language: str =
     return job
 
 
-def job_claim(*, job_id: int, worker_name: str) -> bool:
-    """Move a queued job to running. Only one caller can win: a duplicate delivery gets False."""
+def job_claim(*, job_id: int, worker_name: str) -> int | None:
+    """Move a queued job to running and return its run number, or None if another caller won.
+
+    The run number fences the run: progress, heartbeats and the outcome are recorded only
+    while the job is still running under that number, so a copy that lost its job (a worker
+    presumed dead and replaced) can no longer write anything."""
     now = timezone.now()
     claimed = SyncJob.objects.filter(id=job_id, status=JobStatus.QUEUED, cancel_requested=False).update(
         status=JobStatus.RUNNING,
         started_at=Coalesce(F("started_at"), Value(now)),
         progress_at=now,
+        heartbeat_at=now,
         worker_name=worker_name[:200],
         attempts=F("attempts") + 1,
     )
-    return claimed == 1
+    if claimed != 1:
+        return None
+    return SyncJob.objects.values_list("attempts", flat=True).get(id=job_id)
+
+
+def job_heartbeat(*, job_id: int, run: int) -> bool:
+    """Tell recovery this run is alive; False when the run no longer owns the job."""
+    return bool(
+        SyncJob.objects.filter(id=job_id, status=JobStatus.RUNNING, attempts=run).update(heartbeat_at=timezone.now())
+    )
 
 
 @dataclass(frozen=True)
@@ -106,9 +121,14 @@ class JobCounters:
     current_folder: str = ""
 
 
-def job_record_progress(*, job_id: int, counters: JobCounters) -> None:
-    SyncJob.objects.filter(id=job_id, status=JobStatus.RUNNING).update(
-        progress_at=timezone.now(),
+def job_record_progress(*, job_id: int, run: int | None = None, counters: JobCounters) -> None:
+    running = SyncJob.objects.filter(id=job_id, status=JobStatus.RUNNING)
+    if run is not None:
+        running = running.filter(attempts=run)
+    now = timezone.now()
+    running.update(
+        progress_at=now,
+        heartbeat_at=now,
         folders_total=counters.folders_total,
         folders_done=counters.folders_done,
         messages_total=counters.messages_total,
@@ -128,6 +148,7 @@ def job_record_event(*, job_id: int, kind: str, folder: str = "", detail: dict |
 def job_finish(
     *,
     job_id: int,
+    run: int | None = None,
     status: JobStatus,
     counters: JobCounters | None,
     error_code: str = "",
@@ -136,7 +157,8 @@ def job_finish(
 ) -> bool:
     """Record a run's outcome. Only a running job can end; returns False otherwise.
 
-    `counters` None keeps the last recorded progress (a crash knows no final figures)."""
+    `counters` None keeps the last recorded progress (a crash knows no final figures);
+    `run` (from job_claim) makes sure a run that lost the job records nothing."""
     if status not in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED):
         raise ValueError(f"{status!r} is not an end state")
     values = dict(
@@ -152,7 +174,10 @@ def job_finish(
     if counters is not None:
         values.update(dataclasses.asdict(counters), current_folder="")
     with transaction.atomic():
-        updated = SyncJob.objects.filter(id=job_id, status=JobStatus.RUNNING).update(**values)
+        running = SyncJob.objects.filter(id=job_id, status=JobStatus.RUNNING)
+        if run is not None:
+            running = running.filter(attempts=run)
+        updated = running.update(**values)
         if not updated:
             return False
         job = SyncJob.objects.select_related("source", "destination").get(id=job_id)
@@ -180,16 +205,20 @@ def job_cancel(*, job: SyncJob) -> SyncJob:
     return job
 
 
-def job_retry(*, job: SyncJob) -> SyncJob:
-    """Queue a failed or cancelled job again; it resumes from its folder checkpoints."""
+def job_retry(*, job: SyncJob, allow_finished: bool = False, enqueue: bool = True) -> SyncJob:
+    """Queue a failed or cancelled job again; it resumes from its folder checkpoints.
+
+    `allow_finished` reruns a finished job too (staff's command line: it copies only what
+    arrived since); `enqueue=False` leaves it to the caller to claim and run it."""
     job.refresh_from_db()
-    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+    rerunnable = [JobStatus.FAILED, JobStatus.CANCELLED] + ([JobStatus.FINISHED] if allow_finished else [])
+    if job.status not in rerunnable:
         raise InvalidJobState(job.status)
     if not (job.source.has_password and job.destination.has_password):
         raise CredentialsErased(job.pk)
     try:
         with transaction.atomic():
-            updated = SyncJob.objects.filter(id=job.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
+            updated = SyncJob.objects.filter(id=job.pk, status__in=rerunnable).update(
                 status=JobStatus.QUEUED,
                 cancel_requested=False,
                 error_code="",
@@ -201,7 +230,8 @@ def job_retry(*, job: SyncJob) -> SyncJob:
             if not updated:
                 raise InvalidJobState("changed meanwhile")
             job.refresh_from_db()
-            _enqueue_after_commit(job)
+            if enqueue:
+                _enqueue_after_commit(job)
     except IntegrityError:
         raise JobAlreadyActive(job.source_address) from None
     logger.info("job %s queued again", job.pk)
@@ -236,3 +266,52 @@ def job_send_report(*, job: SyncJob) -> None:
         raise InvalidJobState(job.status)
     send_report(job)
     logger.info("report of job %s sent", job.pk)
+
+
+def job_erase_credentials(*, job: SyncJob) -> None:
+    """Erase both passwords now (the job can no longer be retried)."""
+    credentials_erase(account=job.source)
+    credentials_erase(account=job.destination)
+    logger.info("credentials of job %s erased", job.pk)
+
+
+ERASED_ADDRESS = "erased@invalid"
+
+
+def job_erase_personal_data(*, job: SyncJob) -> None:
+    """Drop addresses, logins, hosts, folder names and message details; keep the counts.
+
+    Only for ended jobs: a running copy still needs its accounts."""
+    job.refresh_from_db()
+    if job.is_active:
+        raise InvalidJobState(job.status)
+    with transaction.atomic():
+        for account in (job.source, job.destination):
+            MailAccount.objects.filter(pk=account.pk).update(
+                email_address=ERASED_ADDRESS,
+                login="",
+                host="",
+                password_ciphertext="",
+                password_erased_at=timezone.now(),
+            )
+        SyncJob.objects.filter(pk=job.pk).update(source_address="", current_folder="", error_detail="")
+        job.folders.update(source_name=Cast("id", models.TextField()), destination_name="", extra={})
+        job.events.update(folder="", detail={})
+    logger.info("personal data of job %s erased", job.pk)
+
+
+def job_requeue_lost_run(*, job_id: int, run: int, silent_since) -> bool:
+    """Queue a running job again whose run stopped beating (its worker died).
+
+    Only if it is still that run and still silent: a run that woke up keeps its job."""
+    with transaction.atomic():
+        updated = SyncJob.objects.filter(
+            id=job_id, status=JobStatus.RUNNING, attempts=run, heartbeat_at__lt=silent_since
+        ).update(status=JobStatus.QUEUED, worker_name="", rq_job_id=f"imapcopy-sync-{job_id}-{uuid.uuid4().hex[:12]}")
+        if updated:
+            job = SyncJob.objects.get(id=job_id)
+            _enqueue_after_commit(job)
+            JobEvent.objects.create(job_id=job_id, kind="recovered", detail={"lost_run": run})
+    if updated:
+        logger.warning("job %s: run %s stopped beating; queued again", job_id, run)
+    return bool(updated)

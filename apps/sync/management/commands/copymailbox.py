@@ -1,0 +1,278 @@
+"""Staff's command line copy: the same engine, job records and checkpoints as the worker.
+
+    python manage.py copymailbox imaps://alice%40example.org@imap.example.org imap://bob@mail.example.net
+
+A rerun with the same two accounts resumes the previous job (only what is missing is copied)."""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from apps.mailboxes.models import MailAccount
+from apps.mailboxes.services import account_create, account_set_password
+from apps.providers.models import Provider, Security
+from apps.sync import engine, runner, services
+from apps.sync.models import ACTIVE_STATUSES, JobStatus, SyncJob
+
+SCHEMES = {
+    "imaps": (Security.TLS, 993),
+    "imap": (Security.STARTTLS, 143),
+    "imap+plain": (Security.NONE, 143),
+}
+EXIT_OK, EXIT_INCOMPLETE, EXIT_FATAL = 0, 1, 2
+
+
+class FatalError(CommandError):
+    def __init__(self, message: str):
+        super().__init__(message, returncode=EXIT_FATAL)
+
+
+@dataclass(frozen=True)
+class AccountURL:
+    login: str
+    host: str
+    port: int
+    security: Security
+
+    @property
+    def address(self) -> str:
+        return self.login if "@" in self.login else f"{self.login}@{self.host}"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return all(
+            ipaddress.ip_address(info[4][0]).is_loopback
+            for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        )
+    except (socket.gaierror, ValueError):
+        return False
+
+
+def parse_account_url(value: str, what: str) -> AccountURL:
+    parts = urlsplit(value)
+    if parts.scheme not in SCHEMES:
+        raise FatalError(f"{what}: the URL must start with imaps://, imap:// or imap+plain:// ({value!r})")
+    if not parts.username or not parts.hostname:
+        raise FatalError(f"{what}: the URL must name a login and a host, as in imaps://LOGIN@HOST[:PORT]")
+    if parts.password is not None:
+        raise FatalError(f"{what}: put no password in the URL; use the environment variable or the prompt")
+    security, default_port = SCHEMES[parts.scheme]
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        raise FatalError(f"{what}: the port is not a number between 1 and 65535") from None
+    if security == Security.NONE and not _is_loopback(parts.hostname):
+        raise FatalError(f"{what}: imap+plain:// sends the password in clear and is allowed only to a loopback host")
+    return AccountURL(login=unquote(parts.username), host=parts.hostname.lower(), port=port, security=security)
+
+
+def read_password(variable: str, what: str) -> str:
+    password = os.environ.get(variable)
+    if password:
+        return password
+    if sys.stdin.isatty():
+        return getpass.getpass(f"Password of the {what} account: ")
+    raise FatalError(f"Set {variable} (stdin is not a terminal, so there is no prompt)")
+
+
+class ProgressPrinter:
+    """A bar on a terminal, a line every few seconds otherwise; always on stderr."""
+
+    def __init__(self, stream, interactive: bool):
+        self.stream, self.interactive = stream, interactive
+        self.last_line = 0.0
+
+    def __call__(self, progress: engine.Progress) -> None:
+        total = progress.messages_total or 1
+        handled = progress.messages_copied + progress.messages_skipped + progress.messages_failed
+        fraction = min(1.0, handled / total)
+        text = (
+            f"{handled}/{progress.messages_total} messages, {progress.bytes_copied / 1e6:.1f} MB, "
+            f"folder {progress.folders_done}/{progress.folders_total} {progress.current_folder or ''}"
+        )
+        if self.interactive:
+            bar = "#" * int(30 * fraction)
+            self.stream.write(f"\r[{bar:<30}] {fraction:4.0%} {text[:80]:<80}")
+            self.stream.flush()
+        elif time.monotonic() - self.last_line >= 5:
+            self.last_line = time.monotonic()
+            self.stream.write(f"{fraction:4.0%} {text}\n")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.interactive:
+            self.stream.write("\n")
+
+
+class Command(BaseCommand):
+    help = "Copy a whole mailbox from SOURCE_URL to DEST_URL (imaps://LOGIN@HOST[:PORT], imap://…, imap+plain://…)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("source_url")
+        parser.add_argument("destination_url")
+        parser.add_argument("--cafile", help="trust this extra CA certificate (PEM)")
+        parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+        parser.add_argument("--dry-run", action="store_true", help="list what would be copied, copy nothing")
+        parser.add_argument("--json", action="store_true", help="print one final JSON object on stdout")
+
+    def execute(self, *args, **options):
+        # CommandError's returncode is honoured only when run from the command line.
+        try:
+            return super().execute(*args, **options)
+        except CommandError as exc:
+            if options.get("traceback") or not getattr(exc, "returncode", None):
+                raise
+            self.stderr.write(f"copymailbox: {exc}")
+            sys.exit(exc.returncode)
+
+    def handle(self, *args, source_url, destination_url, cafile, insecure, dry_run, **options):
+        source_url_ = parse_account_url(source_url, "source")
+        destination_url_ = parse_account_url(destination_url, "destination")
+        source_password = read_password("IMAPCOPY_SOURCE_PASSWORD", "source")
+        destination_password = read_password("IMAPCOPY_DEST_PASSWORD", "destination")
+        if cafile and not os.path.isfile(cafile):
+            raise FatalError(f"--cafile: no such file {cafile!r}")
+
+        job = self._job_for(source_url_, destination_url_, source_password, destination_password)
+        run = services.job_claim(job_id=job.pk, worker_name=f"copymailbox:{socket.gethostname()}:{os.getpid()}")
+        if run is None:
+            raise FatalError("the job was claimed by a worker meanwhile")
+        printer = ProgressPrinter(sys.stderr, sys.stderr.isatty())
+        listed = []
+
+        def on_event(event: engine.Event) -> None:
+            if dry_run and event.kind in ("folder_started", "folder_done", "folder_created"):
+                listed.append(event)
+
+        options_ = engine.CopyOptions(
+            dry_run=dry_run,
+            error_budget=settings.IMAPCOPY_ERROR_BUDGET,
+            max_message_bytes=settings.IMAPCOPY_MAX_MESSAGE_BYTES,
+            batch_bytes=settings.IMAPCOPY_BATCH_BYTES,
+        )
+        started = time.monotonic()
+        try:
+            result = runner.copy_job_mailbox(
+                job,
+                run=run,
+                options=options_,
+                check_hosts=False,  # staff name the hosts themselves
+                ca_file=cafile,
+                verify_tls=not insecure,
+                progress_listener=printer,
+                event_listener=on_event,
+            )
+        except BaseException:
+            services.job_finish(
+                job_id=job.pk,
+                run=run,
+                status=JobStatus.FAILED,
+                counters=None,
+                error_code="internal_error",
+                error_detail="",
+            )
+            raise
+        finally:
+            printer.done()
+        runner.record_result(job.pk, result, run=run)
+        seconds = time.monotonic() - started
+
+        if dry_run:
+            for event in listed:
+                sys.stderr.write(f"{event.kind}: {event.folder} {event.detail}\n")
+        summary = {
+            "job": job.pk,
+            "status": result.status,
+            "error_code": str(result.error_code or "") or None,
+            "error_side": result.error_side,
+            "folders": result.folders_total,
+            "folders_done": result.folders_done,
+            "messages_total": result.messages_total,
+            "messages_copied": result.messages_copied,
+            "messages_skipped": result.messages_skipped,
+            "messages_failed": result.messages_failed,
+            "bytes_copied": result.bytes_copied,
+            "seconds": round(seconds, 3),
+            "skipped": [
+                {
+                    "folder": s.folder,
+                    "uid": s.uid,
+                    "date": s.date,
+                    "subject": s.subject,
+                    "size": s.size,
+                    "reason": s.reason,
+                }
+                for s in result.skipped
+            ],
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(summary, ensure_ascii=False))
+        else:
+            self.stderr.write(
+                f"{result.status}: {result.messages_copied} copied, {result.messages_skipped} skipped, "
+                f"{result.messages_failed} failed, {result.bytes_copied / 1e6:.1f} MB in {seconds:.1f} s"
+                + (f" ({result.error_code}: {result.error_detail})" if result.error_code else "")
+            )
+        if result.status == "failed":
+            sys.exit(EXIT_FATAL)
+        if result.status != "finished" or result.messages_skipped or result.messages_failed:
+            sys.exit(EXIT_INCOMPLETE)
+
+    def _job_for(
+        self, source: AccountURL, destination: AccountURL, source_password: str, destination_password: str
+    ) -> SyncJob:
+        """The previous job of the same two accounts (to resume it), or a new one."""
+        other = Provider.objects.get(slug="other")
+        with transaction.atomic():
+            previous = (
+                SyncJob.objects.select_related("source", "destination")
+                .filter(
+                    source_address=services.normalize_address(source.address),
+                    source__login=source.login,
+                    source__host=source.host,
+                    destination__login=destination.login,
+                    destination__host=destination.host,
+                )
+                .order_by("-created_at")
+                .first()
+            )
+            if previous is not None and previous.status in ACTIVE_STATUSES:
+                raise FatalError(f"job {previous.pk} for this source is {previous.status}; a second copy may not run")
+            if previous is not None:
+                for account, url, password in (
+                    (previous.source, source, source_password),
+                    (previous.destination, destination, destination_password),
+                ):
+                    MailAccount.objects.filter(pk=account.pk).update(port=url.port, security=url.security)
+                    account_set_password(account=account, password=password)
+                try:
+                    return services.job_retry(job=previous, allow_finished=True, enqueue=False)
+                except services.JobAlreadyActive:
+                    raise FatalError("a synchronization job already exists for this source account") from None
+            accounts = [
+                account_create(
+                    provider=other, email_address=url.address, login=url.login, host=url.host, port=url.port,
+                    security=url.security, password=password,
+                )
+                for url, password in ((source, source_password), (destination, destination_password))
+            ]  # fmt: skip
+        try:
+            # Not enqueued: this process claims and runs it.
+            return services.job_create(
+                source=accounts[0], destination=accounts[1], language=settings.LANGUAGE_CODE, enqueue=False
+            )
+        except services.JobAlreadyActive:
+            raise FatalError("a synchronization job already exists for this source account") from None

@@ -1,0 +1,158 @@
+"""The customer pages in a real Chromium, against the live server, a real worker and Dovecot.
+
+Screenshots of each step go to test-artifacts/ (kept by CI as evidence)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from apps.providers.models import Provider
+from apps.sync.models import JobStatus, SyncJob
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser():
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
+    # still plain synchronous code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def fill_account(page, server, user, *, password=None):
+    page.select_option("select[name=provider]", str(Provider.objects.get(slug="other").pk))
+    page.fill("input[name=login]", user.login)
+    page.fill("input[name=password]", password or user.password)
+    page.fill("input[name=email_address]", f"{user.login}@example.org")
+    page.fill("input[name=host]", "localhost")
+    page.click("details summary")
+    page.fill("input[name=port]", str(server.tls_port))
+
+
+def journey(page, live_server, language, source_user, destination_user, run_worker, texts):
+    (source_server, source), (destination_server, destination) = source_user, destination_user
+    page.goto(f"{live_server.url}/{language}/")
+    shot(page, f"{language}-1-source-form")
+    fill_account(page, source_server, source)
+    page.click("button[type=submit].primary")
+    page.wait_for_selector("section.success")
+    assert texts["connected"] in page.inner_text("section.success")
+    shot(page, f"{language}-2-source-ok")
+    page.click("a.button.primary")
+
+    fill_account(page, destination_server, destination)
+    page.click("button[type=submit].primary")
+    page.wait_for_selector("section.success")
+    shot(page, f"{language}-3-destination-ok")
+    page.click("a.button.primary")
+
+    shot(page, f"{language}-4-summary")
+    page.click("button.primary.big")
+    page.wait_for_selector(".state")
+    assert texts["processing"] in page.inner_text(".messages")
+    shot(page, f"{language}-5-queued")
+
+    worker = run_worker()
+    assert worker.returncode == 0, worker.stderr
+    job = SyncJob.objects.get()
+    assert job.status == JobStatus.FINISHED, job.error_code
+    # The page updates itself without a reload.
+    page.wait_for_selector(".state.state-finished", timeout=15_000)
+    assert texts["finished"] in page.inner_text(".state")
+    assert page.inner_text("[data-field=messages_copied]") == "5"
+    shot(page, f"{language}-6-finished")
+    return job
+
+
+def test_french_journey_in_the_browser(page, live_server, source_user, destination_user, run_worker):
+    job = journey(
+        page, live_server, "fr", source_user, destination_user, run_worker,
+        {"connected": "La connexion à votre compte a été établie.",
+         "processing": "La synchronisation de vos comptes est en cours de traitement.",
+         "finished": "Terminée"},
+    )  # fmt: skip
+    assert job.language == "fr"
+
+
+def test_portuguese_journey_in_the_browser(page, live_server, source_user, destination_user, run_worker):
+    job = journey(
+        page, live_server, "pt", source_user, destination_user, run_worker,
+        {"connected": "A ligação à sua conta foi estabelecida.",
+         "processing": "A sincronização das suas contas está a ser processada.",
+         "finished": "Concluída"},
+    )  # fmt: skip
+    assert job.language == "pt"
+
+
+def test_wrong_password_in_the_browser(page, live_server, source_user):
+    server, user = source_user
+    page.goto(f"{live_server.url}/fr/")
+    fill_account(page, server, user, password="not-the-password")
+    page.click("button[type=submit].primary")
+    page.wait_for_selector(".form-error")
+    assert "Le serveur a refusé l'identifiant ou le mot de passe." in page.inner_text(".form-error")
+    assert page.input_value("input[name=password]") == ""
+    shot(page, "fr-wrong-password")
+
+
+def test_duplicate_job_in_the_browser(browser, live_server, source_user, destination_user):
+    (source_server, source), (destination_server, destination) = source_user, destination_user
+    pages = []
+    for _ in range(2):
+        page = browser.new_context().new_page()
+        page.goto(f"{live_server.url}/")
+        fill_account(page, source_server, source)
+        page.click("button[type=submit].primary")
+        page.click("a.button.primary")
+        fill_account(page, destination_server, destination)
+        page.click("button[type=submit].primary")
+        page.click("a.button.primary")
+        pages.append(page)
+    pages[0].click("button.primary.big")
+    pages[0].wait_for_selector(".state")
+    pages[1].click("button.primary.big")
+    pages[1].wait_for_selector(".messages")
+    assert "A synchronization job already exists for this account." in pages[1].inner_text(".messages")
+    shot(pages[1], "en-duplicate-job")
+    assert SyncJob.objects.count() == 1
+
+
+def test_status_lookup_in_the_browser(page, live_server):
+    page.goto(f"{live_server.url}/de/status/")
+    page.fill("input[name=address]", "nobody@example.org")
+    page.click("button[type=submit].primary")
+    page.wait_for_selector(".notice")
+    assert "Für diese Adresse gibt es keine Synchronisierung." in page.inner_text(".notice")
+    shot(page, "de-status-not-found")
