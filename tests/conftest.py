@@ -98,6 +98,28 @@ def run_worker(redis_connection, transactional_db):
     return run
 
 
+@pytest.fixture(autouse=True)
+def _seeded_rows_in_transactional_tests(request):
+    """Transactional tests flush the database after each test, seeded rows included; put the
+    providers and staff groups the data migrations created back before such a test."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or "live_server" in request.fixturenames
+    if not transactional:
+        return
+    request.getfixturevalue("transactional_db")
+    import importlib
+
+    from django.apps import apps
+
+    from apps.providers.models import Provider
+
+    if not Provider.objects.exists():
+        importlib.import_module("apps.providers.migrations.0002_seed_presets").seed(apps, None)
+        from django.contrib.auth.models import Group, Permission
+
+        importlib.import_module("apps.sync.migrations.0005_staff_groups").assign_groups(Group, Permission)
+
+
 @pytest.fixture
 def provider(db):
     from apps.providers.models import Provider

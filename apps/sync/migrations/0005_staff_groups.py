@@ -28,8 +28,10 @@ def make_groups(apps, schema_editor):
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)
         app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
+    assign_groups(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
+
+
+def assign_groups(Group, Permission):
     for name, codes in (("support", SUPPORT), ("operators", OPERATORS)):
         group, _created = Group.objects.get_or_create(name=name)
         for app_label, codename in codes:

@@ -1,0 +1,137 @@
+"""Staff's back office: the jobs list stays cheap, actions go through services, groups limit who does what."""
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Group, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.sync import services
+from apps.sync.models import JobStatus, SyncJob
+
+pytestmark = pytest.mark.django_db
+
+
+def staff(group_name: str) -> User:
+    user = User.objects.create_user(f"{group_name}-member", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name=group_name))
+    return user
+
+
+def make_jobs(make_account, count: int) -> list[SyncJob]:
+    destination = make_account("dest@example.net")
+    jobs = []
+    for number in range(count):
+        job = services.job_create(source=make_account(f"user{number}@example.org"), destination=destination)
+        jobs.append(job)
+    return jobs
+
+
+def list_queries(client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/admin/sync/syncjob/")
+    assert response.status_code == 200
+    return len(queries)
+
+
+def test_jobs_list_query_count_does_not_grow_with_rows(admin_client, make_account):
+    make_jobs(make_account, 3)
+    few = list_queries(admin_client)
+    make_jobs(make_account, 0)
+    destination = make_account("other-dest@example.net")
+    for number in range(3, 40):
+        services.job_create(source=make_account(f"more{number}@example.org"), destination=destination)
+    many = list_queries(admin_client)
+    assert many == few
+
+
+def test_jobs_list_shows_status_accounts_and_progress(admin_client, make_account):
+    (job,) = make_jobs(make_account, 1)
+    body = admin_client.get("/admin/sync/syncjob/").content.decode()
+    assert "user0@example.org → dest@example.net" in body
+    assert "Not started yet" in body
+    assert "<progress" in body
+
+
+def test_search_and_filters_find_jobs(admin_client, make_account):
+    jobs = make_jobs(make_account, 3)
+    services.job_claim(job_id=jobs[1].pk, worker_name="w")
+    services.job_finish(job_id=jobs[1].pk, status=JobStatus.FAILED, counters=None, error_code="timeout")
+    found = admin_client.get("/admin/sync/syncjob/", {"q": "user2@"}).context["cl"].result_list
+    assert [job.pk for job in found] == [jobs[2].pk]
+    failed = admin_client.get("/admin/sync/syncjob/", {"has_errors": "yes"}).context["cl"].result_list
+    assert [job.pk for job in failed] == [jobs[1].pk]
+
+
+def test_cancel_action_goes_through_the_service_and_is_logged(client, make_account):
+    operator = staff("operators")
+    client.force_login(operator)
+    (job,) = make_jobs(make_account, 1)
+    response = client.post("/admin/sync/syncjob/", {"action": "cancel_jobs", "_selected_action": [job.pk]}, follow=True)
+    assert "1 job cancelled." in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert LogEntry.objects.filter(user=operator, object_id=str(job.pk), change_message="Cancelled").exists()
+
+
+def test_export_csv_lists_the_selected_jobs(client, make_account):
+    client.force_login(staff("operators"))
+    jobs = make_jobs(make_account, 2)
+    response = client.post(
+        "/admin/sync/syncjob/", {"action": "export_csv", "_selected_action": [job.pk for job in jobs]}
+    )
+    lines = response.content.decode().splitlines()
+    assert lines[0].startswith("id,status,source,destination")
+    assert len(lines) == 3
+    assert any("user1@example.org" in line for line in lines)
+
+
+@pytest.mark.parametrize("action", ["cancel_jobs", "retry_jobs", "erase_credentials", "erase_personal_data"])
+def test_support_cannot_cancel_retry_or_erase(client, make_account, action):
+    client.force_login(staff("support"))
+    (job,) = make_jobs(make_account, 1)
+    response = client.post("/admin/sync/syncjob/", {"action": action, "_selected_action": [job.pk]})
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert job.source.has_password
+    assert response.status_code in (200, 302)
+
+
+def test_support_sees_jobs_but_cannot_edit_providers(client, make_account):
+    client.force_login(staff("support"))
+    make_jobs(make_account, 1)
+    assert client.get("/admin/sync/syncjob/").status_code == 200
+    page = client.get("/admin/providers/provider/1/change/")
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+    response = client.post("/admin/providers/provider/1/change/", {"name": "Hacked"})
+    assert response.status_code == 403
+
+
+def test_operators_can_edit_providers(client):
+    client.force_login(staff("operators"))
+    page = client.get("/admin/providers/provider/1/change/")
+    assert 'name="_save"' in page.content.decode()
+
+
+def test_erase_personal_data_keeps_counts_and_drops_addresses(client, make_account):
+    client.force_login(staff("operators"))
+    (job,) = make_jobs(make_account, 1)
+    services.job_claim(job_id=job.pk, worker_name="w")
+    services.job_finish(
+        job_id=job.pk, status=JobStatus.FINISHED, counters=services.JobCounters(messages_total=9, messages_copied=9)
+    )
+    client.post("/admin/sync/syncjob/", {"action": "erase_personal_data", "_selected_action": [job.pk]})
+    job.refresh_from_db()
+    job.source.refresh_from_db()
+    assert job.source_address == ""
+    assert job.source.email_address == services.ERASED_ADDRESS
+    assert job.source.login == ""
+    assert job.messages_copied == 9
+
+
+def test_operations_page_counts_jobs_per_status(admin_client, make_account):
+    make_jobs(make_account, 2)
+    body = admin_client.get("/admin/sync/syncjob/operations/").content.decode()
+    assert "Jobs per status" in body
+    assert "<th>Not started yet</th><td>2</td>" in body

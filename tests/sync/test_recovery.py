@@ -1,0 +1,77 @@
+"""Jobs whose worker died or whose queue entry was lost get back to work; live runs are left alone."""
+
+import datetime
+
+import django_rq
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.utils import timezone
+
+from apps.sync import services
+from apps.sync.models import JobStatus, SyncJob
+from apps.sync.recovery import recover_jobs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def running_job(make_account, redis_connection):
+    job = services.job_create(source=make_account("a@example.org"), destination=make_account("b@example.net"))
+    django_rq.get_queue(settings.COPY_QUEUE).empty()
+    run = services.job_claim(job_id=job.pk, worker_name="host:123")
+    return job, run
+
+
+def silence(job, seconds: int) -> None:
+    SyncJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - datetime.timedelta(seconds=seconds))
+
+
+def test_a_silent_run_is_queued_again_and_delivered(running_job):
+    job, run = running_job
+    silence(job, settings.IMAPCOPY_HEARTBEAT_STALE_SECONDS + 10)
+    report = recover_jobs()
+    assert report.requeued_lost_runs == [job.pk]
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert django_rq.get_queue(settings.COPY_QUEUE).job_ids == [job.rq_job_id]
+    assert job.events.filter(kind="recovered").exists()
+
+
+def test_a_live_run_is_left_alone(running_job):
+    job, run = running_job
+    assert services.job_heartbeat(job_id=job.pk, run=run)
+    assert recover_jobs().requeued_lost_runs == []
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+
+
+def test_a_replaced_run_can_no_longer_record_anything(running_job):
+    job, old_run = running_job
+    silence(job, settings.IMAPCOPY_HEARTBEAT_STALE_SECONDS + 10)
+    recover_jobs()
+    new_run = services.job_claim(job_id=job.pk, worker_name="host:456")
+    assert new_run == old_run + 1
+    assert not services.job_heartbeat(job_id=job.pk, run=old_run)
+    assert not services.job_finish(job_id=job.pk, run=old_run, status=JobStatus.FAILED, counters=None)
+    job.refresh_from_db()
+    assert (job.status, job.worker_name) == (JobStatus.RUNNING, "host:456")
+
+
+def test_a_job_that_keeps_dying_is_failed(running_job, settings):
+    job, run = running_job
+    settings.IMAPCOPY_MAX_RUNS = run
+    silence(job, settings.IMAPCOPY_HEARTBEAT_STALE_SECONDS + 10)
+    assert recover_jobs().failed_hopeless == [job.pk]
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "worker_lost")
+
+
+def test_a_queued_job_whose_delivery_was_lost_is_enqueued_again(make_account, redis_connection):
+    job = services.job_create(source=make_account("c@example.org"), destination=make_account("d@example.net"))
+    redis_connection.flushdb()  # Redis restarted without persistence
+    SyncJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - datetime.timedelta(minutes=5))
+    call_command("recover_jobs")
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert django_rq.get_queue(settings.COPY_QUEUE).job_ids == [job.rq_job_id]
