@@ -46,7 +46,7 @@ def test_jobs_list_query_count_does_not_grow_with_rows(admin_client, make_accoun
 
 
 def test_jobs_list_shows_status_accounts_and_progress(admin_client, make_account):
-    (job,) = make_jobs(make_account, 1)
+    make_jobs(make_account, 1)
     body = admin_client.get("/admin/sync/syncjob/").content.decode()
     assert "user0@example.org → dest@example.net" in body
     assert "Not started yet" in body

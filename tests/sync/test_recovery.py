@@ -28,7 +28,7 @@ def silence(job, seconds: int) -> None:
 
 
 def test_a_silent_run_is_queued_again_and_delivered(running_job):
-    job, run = running_job
+    job, _run = running_job
     silence(job, settings.IMAPCOPY_HEARTBEAT_STALE_SECONDS + 10)
     report = recover_jobs()
     assert report.requeued_lost_runs == [job.pk]
