@@ -100,15 +100,6 @@ class ProviderFilter(admin.SimpleListFilter):
         return queryset
 
 
-STATUS_COLOURS = {
-    JobStatus.QUEUED: "#6b7280",
-    JobStatus.RUNNING: "#1d5fbf",
-    JobStatus.FINISHED: "#1e7a3c",
-    JobStatus.FAILED: "#b3261e",
-    JobStatus.CANCELLED: "#a16207",
-}
-
-
 def _duration(job: SyncJob) -> str:
     if not job.started_at:
         return "—"
@@ -141,6 +132,10 @@ class SyncJobAdmin(admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False  # counting 100,000 rows on every page view is slow
     inlines = [FolderProgressInline, JobEventInline]
+
+    class Media:
+        css = {"all": ["css/admin-jobs.css"]}
+
     actions = ["cancel_jobs", "retry_jobs", "resend_reports", "erase_credentials", "erase_personal_data", "export_csv"]
     fieldsets = [
         (
@@ -216,11 +211,7 @@ class SyncJobAdmin(admin.ModelAdmin):
     # --- columns -------------------------------------------------------------------------
     @admin.display(description=_("status"), ordering="status")
     def coloured_status(self, job: SyncJob):
-        return format_html(
-            '<span style="color:#fff;background:{};padding:1px 6px;border-radius:3px">{}</span>',
-            STATUS_COLOURS.get(job.status, "#6b7280"),
-            JobStatus(job.status).label,
-        )
+        return format_html('<span class="job-status job-status-{}">{}</span>', job.status, JobStatus(job.status).label)
 
     @admin.display(description=_("source → destination"))
     def accounts(self, job: SyncJob):
@@ -272,7 +263,7 @@ class SyncJobAdmin(admin.ModelAdmin):
 
         with translation.override(job.language):
             text = render_to_string("sync/email/report.txt", report_context(job))
-        return format_html('<pre style="white-space:pre-wrap">{}</pre>', text)
+        return format_html('<pre class="job-report">{}</pre>', text)
 
     # --- actions ---------------------------------------------------------------------------
     def _apply(self, request, queryset, operation, done_message, errors: tuple, change_message: str):
