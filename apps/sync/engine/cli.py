@@ -1,0 +1,115 @@
+"""Command line: python -m apps.sync.engine.cli SRC_URL DST_URL --state FILE
+
+URLs look like imap+plain://user@host:143, imap+starttls://..., imaps://user@host:993.
+Passwords come from IMAPCOPY_SOURCE_PASSWORD / IMAPCOPY_DEST_PASSWORD, never from the URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+from urllib.parse import unquote, urlsplit
+
+from .checkpoints import JsonFileCheckpointStore, MemoryCheckpointStore
+from .copier import copy_mailbox
+from .model import CopyOptions, Endpoint, Event, Progress, Security
+
+SCHEMES = {
+    "imaps": (Security.TLS, 993),
+    "imap+tls": (Security.TLS, 993),
+    "imap+starttls": (Security.STARTTLS, 143),
+    "imap": (Security.STARTTLS, 143),
+    "imap+plain": (Security.NONE, 143),
+}
+
+
+def parse_endpoint(url: str, password: str, args: argparse.Namespace) -> Endpoint:
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise SystemExit(f"unsupported URL scheme {parts.scheme!r} (use {', '.join(SCHEMES)})")
+    if parts.password:
+        raise SystemExit("put passwords in the environment, not in the URL")
+    security, default_port = SCHEMES[parts.scheme]
+    return Endpoint(
+        host=parts.hostname or "",
+        port=parts.port or default_port,
+        security=security,
+        login=unquote(parts.username or ""),
+        password=password,
+        ca_file=args.ca_file,
+        verify_tls=not args.insecure,
+        timeout=args.timeout,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m apps.sync.engine.cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("source")
+    ap.add_argument("destination")
+    ap.add_argument("--state", help="JSON checkpoint file (resume / incremental reruns)")
+    ap.add_argument("--ca-file")
+    ap.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--batch-mb", type=float, default=8.0)
+    ap.add_argument("--max-message-mb", type=float)
+    ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--include-gmail-virtual", action="store_true")
+    ap.add_argument("--quiet", "-q", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    source = parse_endpoint(args.source, os.environ.get("IMAPCOPY_SOURCE_PASSWORD", ""), args)
+    destination = parse_endpoint(args.destination, os.environ.get("IMAPCOPY_DEST_PASSWORD", ""), args)
+    store = JsonFileCheckpointStore(args.state) if args.state else MemoryCheckpointStore()
+    options = CopyOptions(
+        dry_run=args.dry_run,
+        skip_gmail_virtual_folders=not args.include_gmail_virtual,
+        max_message_bytes=int(args.max_message_mb * 1024 * 1024) if args.max_message_mb else None,
+        batch_bytes=int(args.batch_mb * 1024 * 1024),
+    )
+    log = logging.getLogger("imapcopy.engine")
+
+    def on_event(event: Event) -> None:
+        if event.kind != "connected":
+            log.info("%s %s %s", event.kind, event.folder or "", json.dumps(event.detail, ensure_ascii=False))
+
+    def on_progress(p: Progress) -> None:
+        log.info(
+            "progress %d/%d messages, %.1f MB, folder %s",
+            p.messages_copied,
+            p.messages_total,
+            p.bytes_copied / 1e6,
+            p.current_folder,
+        )
+
+    result = copy_mailbox(
+        source,
+        destination,
+        options=options,
+        checkpoints=store,
+        on_progress=None if args.quiet else on_progress,
+        on_event=None if args.quiet else on_event,
+    )
+    if args.json:
+        print(json.dumps(asdict(result), ensure_ascii=False, default=str))
+    else:
+        print(
+            f"{result.status}: {result.copied_this_run} messages copied this run "
+            f"({result.bytes_this_run / 1e6:.1f} MB) in {result.seconds:.2f}s; "
+            f"total {result.messages_copied}/{result.messages_total}, skipped {result.messages_skipped}, "
+            f"failed {result.messages_failed}"
+            + (f"; error {result.error_code} ({result.error_side}): {result.error_detail}" if result.error_code else "")
+        )
+    return {"finished": 0, "finished_with_errors": 1, "cancelled": 3}.get(result.status, 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

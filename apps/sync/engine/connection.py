@@ -1,0 +1,379 @@
+"""Opening IMAP connections and speaking raw, pipelined IMAP on them.
+
+imapclient does the connection set-up (TLS, STARTTLS, LOGIN, LIST, CREATE ...).  The hot paths
+(FETCH, APPEND) bypass it and write to / read from the same socket and buffered reader that its
+imaplib.IMAP4 uses, because imaplib's one-command-at-a-time model cannot pipeline.  A raw command
+is always read to its tagged completion before imapclient is used again, so the two never
+interleave.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+import re
+import socket
+import ssl
+from dataclasses import dataclass, field
+
+import imapclient
+from imapclient import exceptions as imapclient_errors
+
+from .errors import EngineError, ErrorCode, TransientError
+from .model import Endpoint, Security
+
+log = logging.getLogger("imapcopy.engine")
+
+_LITERAL_AT_END = re.compile(rb"\{(\d+)\+?\}\r\n$")
+_RESP_CODE = re.compile(rb"^\[([A-Z0-9.-]+)(?: ([^\]]*))?\]")
+_MAX_LINE = 10 * 1024 * 1024
+THROTTLE_CODES = {b"UNAVAILABLE", b"LIMIT", b"INUSE"}
+
+
+# --------------------------------------------------------------------------- connecting
+def _ssl_context(endpoint: Endpoint) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=endpoint.ca_file)
+    if endpoint.ca_file:
+        ctx.load_default_certs()
+    if not endpoint.verify_tls:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class _Client(imapclient.IMAPClient):
+    """IMAPClient that may TCP-connect to a pre-resolved address while verifying `host`."""
+
+    def __init__(self, *args, connect_address: str | None = None, **kwargs) -> None:
+        self._connect_address = connect_address
+        super().__init__(*args, **kwargs)
+
+    def _create_IMAP4(self):
+        address = self._connect_address or self.host
+        timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            return _TLSIMAP4(self.host, self.port, address, self.ssl_context, timeout)
+        return _PlainIMAP4(self.host, self.port, address, timeout)
+
+
+class _PlainIMAP4(imaplib.IMAP4):
+    def __init__(self, host: str, port: int, address: str, timeout: float | None) -> None:
+        self._address, self._connect_timeout = address, timeout
+        super().__init__(host, port)
+
+    def _create_socket(self, timeout=None):
+        return socket.create_connection((self._address, self.port), self._connect_timeout)
+
+
+class _TLSIMAP4(imaplib.IMAP4):
+    def __init__(self, host, port, address, context, timeout) -> None:
+        self._address, self._context, self._connect_timeout = address, context, timeout
+        super().__init__(host, port)
+
+    def _create_socket(self, timeout=None):
+        sock = socket.create_connection((self._address, self.port), self._connect_timeout)
+        try:
+            return self._context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def classify_os_error(exc: BaseException, side: str | None) -> EngineError:
+    """Map a low-level failure to the error code the user sees."""
+    if isinstance(exc, EngineError):
+        return exc
+    if isinstance(exc, socket.gaierror):
+        return EngineError(ErrorCode.DNS_FAILED, "the server name could not be resolved", side)
+    if isinstance(exc, ConnectionRefusedError):
+        return EngineError(ErrorCode.CONNECTION_REFUSED, "the server refused the connection", side)
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return TransientError(ErrorCode.TIMEOUT, "the server did not answer in time", side)
+    if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        return EngineError(ErrorCode.TLS_ERROR, f"TLS failed: {reason}", side)
+    if isinstance(exc, (OSError, EOFError, imaplib.IMAP4.abort)):
+        return TransientError(ErrorCode.NETWORK_ERROR, f"connection lost ({type(exc).__name__})", side)
+    return EngineError(ErrorCode.PROTOCOL_ERROR, f"unexpected reply ({type(exc).__name__})", side)
+
+
+def connect(endpoint: Endpoint, side: str) -> Session:
+    """Connect, secure and log in; raise EngineError with the matching code."""
+    context = _ssl_context(endpoint)
+    try:
+        client = _Client(
+            endpoint.host,
+            port=endpoint.port,
+            ssl=endpoint.security == Security.TLS,
+            ssl_context=context,
+            timeout=endpoint.timeout,
+            connect_address=endpoint.connect_address,
+        )
+    except imaplib.IMAP4.error as exc:
+        # imaplib raises this when the greeting is not an IMAP greeting.
+        raise EngineError(ErrorCode.NOT_IMAP, "the server did not greet like an IMAP server", side) from exc
+    except Exception as exc:
+        err = classify_os_error(exc, side)
+        if err.code == ErrorCode.PROTOCOL_ERROR:
+            err = EngineError(ErrorCode.NOT_IMAP, "the server did not greet like an IMAP server", side)
+        raise err from exc
+    # imapclient logs the whole protocol at debug level; keep message bodies out of the logs.
+    client._imap.debug = 0
+    try:
+        if endpoint.security == Security.STARTTLS:
+            try:
+                client.starttls(context)
+            except imapclient_errors.CapabilityError as exc:
+                raise EngineError(ErrorCode.TLS_ERROR, "the server does not offer STARTTLS", side) from exc
+        try:
+            client.login(endpoint.login, endpoint.password)
+        except imapclient_errors.LoginError as exc:
+            raise EngineError(ErrorCode.AUTH_FAILED, "the server rejected the login or password", side) from exc
+        capabilities = {c.decode().upper() for c in client.capabilities()}
+    except EngineError:
+        _close_quietly(client)
+        raise
+    except Exception as exc:
+        _close_quietly(client)
+        raise classify_os_error(exc, side) from exc
+    return Session(client, side, capabilities)
+
+
+def _close_quietly(client: imapclient.IMAPClient) -> None:
+    try:
+        client.shutdown()
+    except Exception as exc:  # already gone: nothing left to close
+        log.debug("closing connection: %s", type(exc).__name__)
+
+
+# --------------------------------------------------------------------------- raw protocol
+@dataclass
+class Response:
+    """One untagged or tagged response: text pieces with the literals that followed them."""
+
+    text: bytes  # the lines joined, literal markers kept
+    literals: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class Completion:
+    status: bytes  # OK / NO / BAD
+    text: bytes
+    untagged: list[Response]
+
+    @property
+    def code(self) -> bytes | None:
+        m = _RESP_CODE.match(self.text)
+        return m.group(1) if m else None
+
+    @property
+    def code_args(self) -> bytes:
+        m = _RESP_CODE.match(self.text)
+        return (m.group(2) or b"") if m else b""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == b"OK"
+
+
+class Session:
+    """A logged-in connection with raw helpers for pipelined commands."""
+
+    def __init__(self, client: imapclient.IMAPClient, side: str, capabilities: set[str]) -> None:
+        self.client = client
+        self.side = side
+        self.capabilities = capabilities
+        self._imap = client._imap
+        self._tag = 0
+
+    # capabilities ------------------------------------------------------------
+    def has(self, capability: str) -> bool:
+        return capability.upper() in self.capabilities
+
+    @property
+    def append_limit(self) -> int | None:
+        for cap in self.capabilities:
+            if cap.startswith("APPENDLIMIT="):
+                try:
+                    return int(cap.split("=", 1)[1])
+                except ValueError:
+                    return None
+        return None
+
+    # low level ---------------------------------------------------------------
+    def next_tag(self) -> bytes:
+        self._tag += 1
+        return b"X%d" % self._tag
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._imap.sock.sendall(data)
+        except Exception as exc:
+            raise classify_os_error(exc, self.side) from exc
+
+    def _readline(self) -> bytes:
+        try:
+            line = self._imap.file.readline(_MAX_LINE)
+        except Exception as exc:
+            raise classify_os_error(exc, self.side) from exc
+        if not line:
+            raise TransientError(ErrorCode.NETWORK_ERROR, "the server closed the connection", self.side)
+        return line
+
+    def _read_exact(self, size: int) -> bytes:
+        try:
+            data = self._imap.file.read(size)
+        except Exception as exc:
+            raise classify_os_error(exc, self.side) from exc
+        if len(data) != size:
+            raise TransientError(ErrorCode.NETWORK_ERROR, "the server closed the connection", self.side)
+        return data
+
+    def read_response(self) -> Response:
+        """Read one full response line, following literals."""
+        line = self._readline()
+        resp = Response(text=line)
+        while True:
+            m = _LITERAL_AT_END.search(line)
+            if not m:
+                break
+            resp.literals.append(self._read_exact(int(m.group(1))))
+            line = self._readline()
+            resp.text += line
+        return resp
+
+    def read_until(self, tag: bytes, on_untagged=None) -> Completion:
+        """Read responses until the tagged completion of `tag`."""
+        untagged: list[Response] = []
+        prefix = tag + b" "
+        while True:
+            resp = self.read_response()
+            if resp.text.startswith(prefix):
+                rest = resp.text[len(prefix) :].rstrip(b"\r\n")
+                status, _, text = rest.partition(b" ")
+                return Completion(status.upper(), text, untagged)
+            if resp.text.startswith(b"* BYE"):
+                raise TransientError(ErrorCode.NETWORK_ERROR, "the server ended the session", self.side)
+            if on_untagged is not None:
+                on_untagged(resp)
+            elif resp.text.startswith(b"*"):
+                untagged.append(resp)
+
+    def command(self, line: bytes, on_untagged=None) -> Completion:
+        tag = self.next_tag()
+        self.send(tag + b" " + line + b"\r\n")
+        return self.read_until(tag, on_untagged)
+
+    def check(self, completion: Completion, what: str) -> Completion:
+        """Raise for a failed command; throttling answers become retryable."""
+        if completion.ok:
+            return completion
+        if is_throttled(completion):
+            raise TransientError(ErrorCode.NETWORK_ERROR, f"{what}: server is throttling", self.side)
+        detail = completion.text[:200].decode("utf-8", "replace")
+        raise EngineError(ErrorCode.PROTOCOL_ERROR, f"{what} failed: {detail}", self.side)
+
+    # helpers -----------------------------------------------------------------
+    def select(self, mailbox: bytes, readonly: bool) -> MailboxState:
+        verb = b"EXAMINE " if readonly else b"SELECT "
+        done = self.command(verb + quote(mailbox))
+        self.check(done, "EXAMINE" if readonly else "SELECT")
+        return MailboxState.parse(done.untagged)
+
+    def status(self, mailboxes: list[bytes], items: bytes) -> dict[bytes, dict[str, int]]:
+        """Pipelined STATUS of many mailboxes: one round trip for the lot."""
+        tags = []
+        out: dict[bytes, dict[str, int]] = {}
+        for name in mailboxes:
+            tag = self.next_tag()
+            tags.append((tag, name))
+            self.send(tag + b" STATUS " + quote(name) + b" (" + items + b")\r\n")
+        collected: list[Response] = []
+        for tag, name in tags:
+            done = self.read_until(tag, collected.append)
+            if not done.ok:
+                out[name] = {}
+        for resp in collected:
+            parsed = parse_status(resp)
+            if parsed:
+                out.setdefault(parsed[0], parsed[1])
+        return out
+
+    def close(self) -> None:
+        try:
+            self.client.logout()
+        except Exception:
+            _close_quietly(self.client)
+
+    def abort(self) -> None:
+        """Tear the socket down at once (used to unblock a thread stuck in a read)."""
+        try:
+            self._imap.sock.shutdown(socket.SHUT_RDWR)
+        except OSError as exc:
+            log.debug("aborting connection: %s", type(exc).__name__)
+
+
+def is_throttled(completion: Completion) -> bool:
+    code = completion.code
+    text = completion.text.lower()
+    if b"throttl" in text:
+        return True
+    # [LIMIT] also means "message too big" on APPEND; callers check that case first.
+    return code in THROTTLE_CODES and b"size" not in text
+
+
+@dataclass
+class MailboxState:
+    exists: int = 0
+    uidvalidity: int | None = None
+    uidnext: int | None = None
+    permanent_flags: list[str] | None = None
+
+    @classmethod
+    def parse(cls, untagged: list[Response]) -> MailboxState:
+        state = cls()
+        for resp in untagged:
+            t = resp.text
+            m = re.match(rb"\* (\d+) EXISTS", t)
+            if m:
+                state.exists = int(m.group(1))
+                continue
+            m = re.search(rb"\[UIDVALIDITY (\d+)\]", t)
+            if m:
+                state.uidvalidity = int(m.group(1))
+            m = re.search(rb"\[UIDNEXT (\d+)\]", t)
+            if m:
+                state.uidnext = int(m.group(1))
+            m = re.search(rb"\[PERMANENTFLAGS \(([^)]*)\)\]", t)
+            if m:
+                state.permanent_flags = m.group(1).decode("ascii", "replace").split()
+        return state
+
+
+_STATUS_RE = re.compile(rb'^\* STATUS (?P<name>"(?:[^"\\]|\\.)*"|[^ ]+) \((?P<items>[^)]*)\)', re.I)
+
+
+def parse_status(resp: Response) -> tuple[bytes, dict[str, int]] | None:
+    if resp.literals:  # mailbox name sent as a literal
+        name = resp.literals[0]
+        m = re.search(rb"\(([^)]*)\)\s*$", resp.text)
+        items = m.group(1) if m else b""
+    else:
+        m = _STATUS_RE.match(resp.text)
+        if not m:
+            return None
+        name = unquote(m.group("name"))
+        items = m.group("items")
+    words = items.split()
+    values = {words[i].decode().upper(): int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+    return name, values
+
+
+def quote(name: bytes) -> bytes:
+    return b'"' + name.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def unquote(value: bytes) -> bytes:
+    if value.startswith(b'"') and value.endswith(b'"'):
+        return re.sub(rb"\\(.)", rb"\1", value[1:-1])
+    return value

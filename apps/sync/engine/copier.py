@@ -1,0 +1,526 @@
+"""copy_mailbox(): plan folders, reconcile checkpoints, run the pipeline, retry, report."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .checkpoints import CheckpointStore
+from .connection import Session, connect, quote
+from .errors import Cancelled, EngineError, ErrorCode, TransientError
+from .folders import FolderPlan, Listing, encode_name, list_folders, plan_folders, safe_part
+from .model import (
+    CopyOptions,
+    CopyResult,
+    Endpoint,
+    Event,
+    FolderCheckpoint,
+    Progress,
+    SkippedMessage,
+)
+from .pipeline import (
+    AlreadyPresent,
+    Appender,
+    Batch,
+    ByteBudget,
+    FolderBegin,
+    FolderEnd,
+    FolderTask,
+    RateLimiter,
+    Reader,
+    ReaderFailed,
+    Skip,
+    fetch_fingerprints,
+    header_summary,
+)
+
+log = logging.getLogger("imapcopy.engine")
+
+MAX_ATTEMPTS = 6  # consecutive failed attempts without progress before giving up
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 30.0
+
+
+def copy_mailbox(
+    source: Endpoint,
+    destination: Endpoint,
+    *,
+    options: CopyOptions,
+    checkpoints: CheckpointStore,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> CopyResult:
+    """Copy every folder of `source` into `destination`.  Never raises for expected failures:
+    returns status="failed" with error_code.  Resumes from `checkpoints`."""
+    return _CopyRun(source, destination, options, checkpoints, on_progress, on_event, should_cancel).run()
+
+
+@dataclass
+class _Totals:
+    folders_total: int = 0
+    messages_total: int = 0
+    bytes_total: int = 0
+
+
+class _CopyRun:
+    def __init__(self, source, destination, options, store, on_progress, on_event, should_cancel) -> None:
+        self.source: Endpoint = source
+        self.destination: Endpoint = destination
+        self.options: CopyOptions = options
+        self.store: CheckpointStore = store
+        self._on_progress = on_progress
+        self._on_event = on_event
+        self._should_cancel = should_cancel or (lambda: False)
+        self.checkpoints: dict[str, FolderCheckpoint] = {}
+        self.active: list[str] = []  # source names of the folders in this copy
+        self.totals = _Totals()
+        self.skipped: list[SkippedMessage] = []
+        self.renamed: dict[str, str] = {}
+        self.dropped_keywords: set[str] = set()
+        self.failed_this_run = 0
+        self.copied_this_run = 0
+        self.bytes_this_run = 0
+        self.current_folder: str | None = None
+        self._last_progress = 0.0
+        self._sessions: list[Session] = []
+        self._created: set[str] = set()
+
+    # ----------------------------------------------------------------- reporting
+    def event(self, kind: str, folder: str | None = None, **detail) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(Event(kind, folder, detail))
+            except Exception:
+                log.exception("on_event callback failed")
+
+    def progress(self, force: bool = False) -> None:
+        if self._on_progress is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_progress < self.options.progress_interval:
+            return
+        self._last_progress = now
+        try:
+            self._on_progress(self.snapshot())
+        except Exception:
+            log.exception("on_progress callback failed")
+
+    def snapshot(self) -> Progress:
+        cks = [self.checkpoints[name] for name in self.active if name in self.checkpoints]
+        return Progress(
+            folders_total=self.totals.folders_total,
+            folders_done=sum(1 for c in cks if c.done),
+            messages_total=self.totals.messages_total,
+            messages_copied=sum(c.messages_copied for c in cks),
+            messages_skipped=sum(c.messages_skipped for c in cks),
+            messages_failed=sum(c.messages_failed for c in cks),
+            bytes_total=self.totals.bytes_total,
+            bytes_copied=sum(c.bytes_copied for c in cks),
+            current_folder=self.current_folder,
+        )
+
+    def save(self, ck: FolderCheckpoint) -> None:
+        self.store.save(ck)
+
+    def check_cancel(self) -> None:
+        if self._should_cancel():
+            raise Cancelled
+
+    # ----------------------------------------------------------------- main loop
+    def run(self) -> CopyResult:
+        started = time.monotonic()
+        status, code, side, detail = "finished", None, None, ""
+        try:
+            self.checkpoints = self.store.load()
+            failures = 0
+            while True:
+                self.check_cancel()
+                before = self.copied_this_run + len(self.skipped) + self.failed_this_run
+                try:
+                    self._attempt()
+                    break
+                except TransientError as exc:
+                    self._close_all()
+                    if self.copied_this_run + len(self.skipped) + self.failed_this_run > before:
+                        failures = 0
+                    failures += 1
+                    if failures >= MAX_ATTEMPTS:
+                        raise
+                    delay = min(FIRST_BACKOFF * 2 ** (failures - 1), MAX_BACKOFF)
+                    kind = "throttled" if "throttl" in exc.detail else "retry"
+                    self.event(
+                        kind,
+                        self.current_folder,
+                        side=exc.side,
+                        reason=exc.code.value,
+                        detail=exc.detail,
+                        attempt=failures,
+                        wait_seconds=delay,
+                    )
+                    log.info("retrying after %s (%s side), attempt %d", exc.detail, exc.side, failures)
+                    self._sleep(delay)
+            if self.failed_this_run or self.skipped:
+                status = "finished_with_errors"
+        except Cancelled:
+            status, code = "cancelled", ErrorCode.CANCELLED
+        except EngineError as exc:
+            status, code, side, detail = "failed", exc.code, exc.side, exc.detail
+            self.event("error", self.current_folder, code=exc.code.value, side=exc.side, detail=exc.detail)
+        except Exception as exc:
+            log.exception("internal error during copy")
+            status, code, detail = "failed", ErrorCode.INTERNAL_ERROR, type(exc).__name__
+            self.event("error", self.current_folder, code=code.value, detail=detail)
+        finally:
+            self._close_all()
+        self.current_folder = None
+        self.progress(force=True)
+        snap = self.snapshot()
+        return CopyResult(
+            status=status,
+            error_code=code,
+            error_side=side,
+            error_detail=detail,
+            folders_total=snap.folders_total,
+            folders_done=snap.folders_done,
+            messages_total=snap.messages_total,
+            messages_copied=snap.messages_copied,
+            messages_skipped=snap.messages_skipped,
+            messages_failed=snap.messages_failed,
+            bytes_copied=snap.bytes_copied,
+            seconds=round(time.monotonic() - started, 3),
+            skipped=self.skipped,
+            renamed_folders=self.renamed,
+            dropped_keywords=sorted(self.dropped_keywords),
+            copied_this_run=self.copied_this_run,
+            bytes_this_run=self.bytes_this_run,
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.check_cancel()
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    def _close_all(self) -> None:
+        for session in self._sessions:
+            session.close()
+        self._sessions.clear()
+
+    # ----------------------------------------------------------------- one attempt
+    def _attempt(self) -> None:
+        src = connect(self.source, "source")
+        self._sessions.append(src)
+        self.event("connected", side="source", capabilities=sorted(src.capabilities))
+        dst = connect(self.destination, "destination")
+        self._sessions.append(dst)
+        self.event("connected", side="destination", capabilities=sorted(dst.capabilities))
+
+        source_listing = list_folders(src)
+        dest_listing = list_folders(dst)
+        plans = plan_folders(source_listing, dest_listing, self.options.skip_gmail_virtual_folders)
+        self._apply_previous_names(plans, dest_listing)
+        if not self.options.dry_run:
+            for plan in sorted(plans, key=lambda p: len(p.source.path)):
+                if not plan.dest_exists:
+                    self._create(dst, plan, dest_listing)
+
+        items = b"MESSAGES UIDNEXT UIDVALIDITY" + (b" SIZE" if src.has("STATUS=SIZE") else b"")
+        statuses = src.status([p.source.raw for p in plans], items)
+        self.active = [p.source.name for p in plans]
+        self.totals = _Totals(folders_total=len(plans))
+        tasks: list[FolderTask] = []
+        for plan in plans:
+            st = statuses.get(plan.source.raw, {})
+            self.totals.messages_total += st.get("MESSAGES", 0)
+            self.totals.bytes_total += st.get("SIZE", 0)
+            ck = self.checkpoints.get(plan.source.name)
+            if ck is None:
+                ck = self.checkpoints[plan.source.name] = FolderCheckpoint(plan.source.name)
+            ck.destination_name = plan.dest_name
+            ck.messages_total = st.get("MESSAGES", 0)
+            if "UIDVALIDITY" not in st:
+                raise EngineError(ErrorCode.PROTOCOL_ERROR, f"STATUS failed for {plan.source.name}", "source")
+            unchanged = (
+                ck.done
+                and ck.uidvalidity == st["UIDVALIDITY"]
+                and ck.source_uidnext == st.get("UIDNEXT")
+                and ck.pending_uid <= ck.last_uid
+                and not plan.created
+            )
+            if unchanged:
+                continue
+            ck.done = False
+            if self.options.dry_run:
+                continue
+            tasks.append(self._prepare(dst, plan, ck, st))
+        self.progress(force=True)
+        if tasks:
+            self._pipeline(src, dst, tasks)
+        self.check_cancel()
+
+    def _apply_previous_names(self, plans: list[FolderPlan], dest: Listing) -> None:
+        """Keep writing where the previous run wrote (e.g. a folder renamed then)."""
+        names = {f.name: f for f in dest.folders}
+        for plan in plans:
+            ck = self.checkpoints.get(plan.source.name)
+            if ck and ck.destination_name and ck.destination_name != plan.dest_name:
+                found = names.get(ck.destination_name)
+                plan.dest_name = ck.destination_name
+                plan.dest_raw = found.raw if found else encode_name(ck.destination_name)
+                plan.dest_exists = found is not None and found.selectable
+            if plan.renamed:
+                self.renamed[plan.source.name] = plan.dest_name
+
+    def _create(self, dst: Session, plan: FolderPlan, dest: Listing) -> None:
+        """CREATE + SUBSCRIBE; a refused name is replaced by a safe one and reported."""
+        sep = dest.namespace.separator or "/"
+        candidates = [plan.dest_name]
+        relative = (
+            plan.dest_name[len(dest.namespace.prefix) :]
+            if plan.dest_name.startswith(dest.namespace.prefix)
+            else plan.dest_name
+        )
+        safe = dest.namespace.prefix + sep.join(safe_part(p) for p in relative.split(sep))
+        if safe not in candidates:
+            candidates.append(safe)
+        candidates.append(dest.namespace.prefix + "IMAPCopy-" + safe_part(plan.source.name.replace(sep, "-")))
+        last = None
+        for name in candidates:
+            raw = encode_name(name)
+            done = dst.command(b"CREATE " + quote(raw))
+            if done.ok or done.code == b"ALREADYEXISTS":
+                dst.command(b"SUBSCRIBE " + quote(raw))
+                if name != plan.dest_name or plan.renamed:
+                    self.renamed[plan.source.name] = name
+                    self.event(
+                        "folder_renamed",
+                        plan.source.name,
+                        to=name,
+                        reason=done.text[:120].decode("utf-8", "replace")
+                        if last is None
+                        else last.text[:120].decode("utf-8", "replace"),
+                    )
+                plan.dest_name, plan.dest_raw, plan.dest_exists = name, raw, True
+                plan.created = done.ok
+                if done.ok:
+                    self.event("folder_created", plan.source.name, destination=name)
+                return
+            last = done
+        raise EngineError(
+            ErrorCode.PROTOCOL_ERROR,
+            f"could not create a destination folder for {plan.source.name}",
+            "destination",
+        )
+
+    def _prepare(self, dst: Session, plan: FolderPlan, ck: FolderCheckpoint, st: dict) -> FolderTask:
+        """Decide where to start in this folder and what may already be on the destination."""
+        dstate = dst.select(plan.dest_raw, readonly=False)
+        plan.keep_flag = _flag_filter(dstate.permanent_flags)
+        task = FolderTask(plan, ck, st["UIDVALIDITY"], st.get("UIDNEXT", 0), start_uid=1)
+        source_same = ck.uidvalidity == st["UIDVALIDITY"]
+        dest_same = ck.dest_uidvalidity == dstate.uidvalidity
+        if source_same and dest_same:
+            task.start_uid = ck.last_uid + 1
+            window_open = ck.pending_uid > ck.last_uid
+            if window_open and ck.dest_uidnext is not None and (dstate.uidnext or 0) > ck.dest_uidnext:
+                # An APPEND was sent but not confirmed: what landed is at UIDs >= dest_uidnext.
+                present = fetch_fingerprints(dst, None, ck.dest_uidnext)
+                task.present = Counter(fp for _, fp in present)
+                task.reconcile_upto = ck.pending_uid
+            else:
+                ck.pending_uid = ck.last_uid
+                ck.dest_uidnext = dstate.uidnext
+        else:
+            if ck.uidvalidity is not None or ck.dest_uidvalidity is not None:
+                self.event(
+                    "uidvalidity_changed",
+                    plan.source.name,
+                    source_changed=not source_same,
+                    destination_changed=not dest_same,
+                )
+            ck.uidvalidity = st["UIDVALIDITY"]
+            ck.dest_uidvalidity = dstate.uidvalidity
+            ck.last_uid = 0
+            ck.messages_copied = ck.messages_skipped = ck.messages_failed = ck.bytes_copied = 0
+            if dstate.exists:
+                # No usable checkpoint but mail already there: recognise it, copy only the rest.
+                present = fetch_fingerprints(dst, None, 1)
+                task.present = Counter(fp for _, fp in present)
+                ck.dest_uidnext = 1
+                ck.pending_uid = max(st.get("UIDNEXT", 1) - 1, 1)
+            else:
+                ck.dest_uidnext = dstate.uidnext
+                ck.pending_uid = 0
+        self.save(ck)
+        return task
+
+    # ----------------------------------------------------------------- pipeline
+    def _pipeline(self, src: Session, dst: Session, tasks: list[FolderTask]) -> None:
+        opts = self.options
+        limits = [x for x in (opts.max_message_bytes, dst.append_limit) if x]
+        budget = ByteBudget(2 * opts.batch_bytes)
+        out: queue.Queue = queue.Queue(maxsize=256)
+        reader = Reader(
+            src,
+            tasks,
+            out,
+            budget,
+            opts.batch_bytes,
+            min(limits) if limits else None,
+            RateLimiter(self.source.max_messages_per_second, self.source.max_bytes_per_second),
+            lambda side, slept: self.event("throttled", self.current_folder, side=side, wait_seconds=round(slept, 1)),
+        )
+        dest_limiter = RateLimiter(self.destination.max_messages_per_second, self.destination.max_bytes_per_second)
+        appender = Appender(dst)
+        reader.start()
+        current: FolderTask | None = None
+        clean_exit = False
+        try:
+            while True:
+                self.check_cancel()
+                try:
+                    item = out.get(timeout=0.2)
+                except queue.Empty:
+                    self.progress()
+                    continue
+                if item is None:
+                    break
+                if isinstance(item, ReaderFailed):
+                    raise item.error
+                if isinstance(item, FolderBegin):
+                    current = item.task
+                    self.current_folder = current.plan.source.name
+                    self.event("folder_started", self.current_folder, destination=current.plan.dest_name)
+                elif isinstance(item, AlreadyPresent):
+                    ck = item.task.checkpoint
+                    ck.messages_copied += item.count
+                    ck.bytes_copied += item.nbytes
+                    self.event("already_present", self.current_folder, messages=item.count)
+                elif isinstance(item, Skip):
+                    self._record_skip(item)
+                elif isinstance(item, Batch):
+                    try:
+                        slept = dest_limiter.wait(len(item.messages), item.nbytes)
+                        if slept > 0.5:
+                            self.event(
+                                "throttled", self.current_folder, side="destination", wait_seconds=round(slept, 1)
+                            )
+                        self._write_batch(dst, appender, item)
+                    finally:
+                        budget.release(item.nbytes)
+                elif isinstance(item, FolderEnd):
+                    self._finish_folder(dst, appender, item.task)
+                    current = None
+                self.progress()
+            clean_exit = True
+        finally:
+            reader.stop.set()
+            if not clean_exit:
+                src.abort()  # unblock a reader waiting on the network
+                if current is not None:
+                    self.save(current.checkpoint)  # in-memory state only claims confirmed work
+            reader.join(timeout=10)
+
+    def _write_batch(self, dst: Session, appender: Appender, batch: Batch) -> None:
+        task = batch.task
+        ck = task.checkpoint
+        ck.pending_uid = max(ck.pending_uid, batch.max_uid)
+        self.save(ck)  # durable before the APPEND: a crash now leaves a window to reconcile
+        if batch.messages:
+            outcome = appender.append(task.plan.dest_raw, batch.messages, task.plan.keep_flag)
+        else:
+            outcome = None
+        ck.last_uid = batch.max_uid
+        if task.present is None:
+            ck.pending_uid = ck.last_uid
+            if outcome and outcome.dest_uids:
+                ck.dest_uidnext = max(outcome.dest_uids) + 1
+            elif outcome and outcome.appended:
+                ck.dest_uidnext = self._dest_uidnext(dst, task) or ck.dest_uidnext
+        if outcome is None:
+            return
+        copied = len(outcome.appended)
+        nbytes = sum(len(m.body) for m in outcome.appended)
+        ck.messages_copied += copied
+        ck.bytes_copied += nbytes
+        self.copied_this_run += copied
+        self.bytes_this_run += nbytes
+        new_keywords = outcome.dropped_keywords - self.dropped_keywords
+        if new_keywords:
+            self.dropped_keywords |= new_keywords
+            self.event("keyword_dropped", task.plan.source.name, keywords=sorted(new_keywords))
+        for msg in outcome.too_large:
+            self._record_skip(Skip(task, msg.uid, len(msg.body), "rejected_too_large", *header_summary(msg.body)))
+        for msg, reason in outcome.failed:
+            ck.messages_failed += 1
+            self.failed_this_run += 1
+            date, subject = header_summary(msg.body)
+            self.event(
+                "message_failed",
+                task.plan.source.name,
+                uid=msg.uid,
+                date=date,
+                subject=subject,
+                size=len(msg.body),
+                reason=reason,
+            )
+            if self.failed_this_run > self.options.error_budget:
+                raise EngineError(
+                    ErrorCode.ERROR_BUDGET_EXCEEDED,
+                    f"more than {self.options.error_budget} messages failed",
+                    "destination",
+                )
+
+    def _dest_uidnext(self, dst: Session, task: FolderTask) -> int | None:
+        statuses = dst.status([task.plan.dest_raw], b"UIDNEXT")
+        return statuses.get(task.plan.dest_raw, {}).get("UIDNEXT")
+
+    def _record_skip(self, item: Skip) -> None:
+        ck = item.task.checkpoint
+        ck.messages_skipped += 1
+        folder = item.task.plan.source.name
+        self.skipped.append(SkippedMessage(folder, item.uid, item.date, item.subject, item.size, item.reason))
+        self.event(
+            "message_skipped",
+            folder,
+            uid=item.uid,
+            date=item.date,
+            subject=item.subject,
+            size=item.size,
+            reason=item.reason,
+        )
+
+    def _finish_folder(self, dst: Session, appender: Appender, task: FolderTask) -> None:
+        ck = task.checkpoint
+        ck.last_uid = max(ck.last_uid, task.source_uidnext - 1)
+        ck.pending_uid = ck.last_uid
+        ck.source_uidnext = task.source_uidnext
+        if task.present is not None:
+            ck.dest_uidnext = self._dest_uidnext(dst, task) or ck.dest_uidnext
+        ck.done = True
+        self.save(ck)
+        self.event(
+            "folder_done",
+            task.plan.source.name,
+            copied=ck.messages_copied,
+            skipped=ck.messages_skipped,
+            failed=ck.messages_failed,
+        )
+
+
+def _flag_filter(permanent_flags: list[str] | None) -> Callable[[bytes], bool]:
+    """Which flags the destination folder can store (PERMANENTFLAGS; \\* = any keyword)."""
+    if permanent_flags is None or "\\*" in permanent_flags:
+        return lambda flag: True
+    allowed = {f.lower() for f in permanent_flags}
+
+    def keep(flag: bytes) -> bool:
+        text = flag.decode("ascii", "replace").lower()
+        return text.startswith("\\") or text in allowed
+
+    return keep

@@ -1,0 +1,38 @@
+"""Error codes and exceptions of the copy engine (no secrets in any message)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    AUTH_FAILED = "auth_failed"
+    DNS_FAILED = "dns_failed"
+    CONNECTION_REFUSED = "connection_refused"
+    TIMEOUT = "timeout"
+    TLS_ERROR = "tls_error"
+    NOT_IMAP = "not_imap"
+    NETWORK_ERROR = "network_error"
+    OVER_QUOTA = "over_quota"
+    CANCELLED = "cancelled"
+    ERROR_BUDGET_EXCEEDED = "error_budget_exceeded"
+    PROTOCOL_ERROR = "protocol_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+class EngineError(Exception):
+    """An expected failure with a code the portal can translate."""
+
+    def __init__(self, code: ErrorCode, detail: str = "", side: str | None = None) -> None:
+        super().__init__(f"{code.value}: {detail}" if detail else code.value)
+        self.code = code
+        self.side = side
+        self.detail = detail
+
+
+class TransientError(EngineError):
+    """A failure worth retrying after reconnecting: dropped connection, throttling, timeout."""
+
+
+class Cancelled(Exception):
+    """should_cancel() said stop."""

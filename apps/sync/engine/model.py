@@ -1,0 +1,125 @@
+"""The engine's public data types (the contract with the portal)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .errors import ErrorCode
+
+
+class Security(StrEnum):
+    TLS = "tls"
+    STARTTLS = "starttls"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    security: Security
+    login: str
+    password: str = field(repr=False)
+    # TCP-connect here (already SSRF-checked by the caller); `host` stays the TLS server name.
+    connect_address: str | None = None
+    ca_file: str | None = None
+    verify_tls: bool = True
+    timeout: float = 60.0
+    max_connections: int | None = None
+    max_messages_per_second: float | None = None
+    max_bytes_per_second: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.login}@{self.host}:{self.port} ({self.security.value})"
+
+
+@dataclass
+class CopyOptions:
+    dry_run: bool = False
+    skip_gmail_virtual_folders: bool = True
+    max_message_bytes: int | None = None
+    error_budget: int = 100
+    batch_bytes: int = 8 * 1024 * 1024
+    progress_interval: float = 1.0
+
+
+@dataclass
+class FolderCheckpoint:
+    source_name: str
+    destination_name: str = ""
+    uidvalidity: int | None = None
+    last_uid: int = 0
+    dest_uidvalidity: int | None = None
+    dest_uidnext: int | None = None
+    messages_total: int = 0
+    messages_copied: int = 0
+    messages_skipped: int = 0
+    messages_failed: int = 0
+    bytes_copied: int = 0
+    done: bool = False
+    # Source UIDNEXT when the folder was last completed: equal on the next run => nothing new.
+    source_uidnext: int | None = None
+    # Highest source UID of an APPEND that was sent but not yet confirmed; while it is above
+    # last_uid, destination UIDs >= dest_uidnext may already hold some of those messages.
+    pending_uid: int = 0
+
+
+@dataclass
+class Progress:
+    folders_total: int
+    folders_done: int
+    messages_total: int
+    messages_copied: int
+    messages_skipped: int
+    messages_failed: int
+    bytes_total: int
+    bytes_copied: int
+    current_folder: str | None
+
+
+@dataclass
+class Event:
+    kind: str
+    folder: str | None = None
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class SkippedMessage:
+    folder: str
+    uid: int
+    date: str | None
+    subject: str | None
+    size: int
+    reason: str
+
+
+@dataclass
+class CopyResult:
+    status: str
+    error_code: ErrorCode | None
+    error_side: str | None
+    error_detail: str
+    folders_total: int
+    folders_done: int
+    messages_total: int
+    messages_copied: int
+    messages_skipped: int
+    messages_failed: int
+    bytes_copied: int
+    seconds: float
+    skipped: list[SkippedMessage] = field(default_factory=list)
+    renamed_folders: dict[str, str] = field(default_factory=dict)
+    dropped_keywords: list[str] = field(default_factory=list)
+    # Work done by this run alone (the counters above are cumulative over the checkpoints).
+    copied_this_run: int = 0
+    bytes_this_run: int = 0
+
+
+@dataclass
+class MailboxSummary:
+    folders: int
+    messages: int
+    bytes: int
+    capabilities: list[str]

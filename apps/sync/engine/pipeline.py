@@ -1,0 +1,494 @@
+"""The hot path: a reader thread FETCHes from the source while the caller APPENDs to the
+destination, joined by a queue whose total message bytes are bounded by a byte budget."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import default as email_policy
+
+from .connection import Response, Session, quote
+from .errors import EngineError, ErrorCode, TransientError
+from .fingerprint import FINGERPRINT_FETCH, Fingerprint, fingerprint, match_present
+from .folders import FolderPlan
+from .model import FolderCheckpoint
+
+log = logging.getLogger("imapcopy.engine")
+
+_FETCH_START = re.compile(rb"^\* \d+ FETCH ")
+_UID = re.compile(rb"[( ]UID (\d+)")
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
+_DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+MAX_MESSAGES_PER_BATCH = 2000
+
+
+@dataclass
+class Message:
+    uid: int
+    flags: list[bytes]
+    internaldate: bytes
+    body: bytes
+
+
+@dataclass
+class FolderTask:
+    plan: FolderPlan
+    checkpoint: FolderCheckpoint
+    source_uidvalidity: int
+    source_uidnext: int
+    start_uid: int  # first source UID to consider
+    # Reconciliation: destination fingerprints that may already be copies of source messages
+    # with UIDs in [start_uid, reconcile_upto] (None = all of them).
+    present: Counter | None = None
+    reconcile_upto: int | None = None
+
+
+# Items the reader hands to the writer, in order.
+@dataclass
+class FolderBegin:
+    task: FolderTask
+
+
+@dataclass
+class Batch:
+    task: FolderTask
+    messages: list[Message]
+    max_uid: int  # every source UID <= max_uid in this folder has been handled once this lands
+    nbytes: int
+
+
+@dataclass
+class Skip:
+    task: FolderTask
+    uid: int
+    size: int
+    reason: str
+    date: str | None = None
+    subject: str | None = None
+
+
+@dataclass
+class AlreadyPresent:
+    task: FolderTask
+    count: int
+    nbytes: int
+    max_uid: int
+
+
+@dataclass
+class FolderEnd:
+    task: FolderTask
+
+
+@dataclass
+class ReaderFailed:
+    error: BaseException
+
+
+class ByteBudget:
+    """Blocks the reader while too many message bytes are queued or being written."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.in_flight = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int, stop: threading.Event) -> None:
+        with self._cond:
+            # A single message bigger than the budget is let through alone.
+            while self.in_flight > 0 and self.in_flight + n > self.capacity:
+                if stop.is_set():
+                    raise _Stopped
+                self._cond.wait(0.2)
+            self.in_flight += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self.in_flight -= n
+            self._cond.notify_all()
+
+
+class RateLimiter:
+    """Messages/s and bytes/s ceilings of one endpoint (simple pacing against a start time)."""
+
+    def __init__(self, messages_per_second: float | None, bytes_per_second: float | None) -> None:
+        self.mps, self.bps = messages_per_second, bytes_per_second
+        self.start = time.monotonic()
+        self.messages = 0
+        self.bytes = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.mps or self.bps)
+
+    def wait(self, messages: int, nbytes: int, stop: threading.Event | None = None) -> float:
+        """Account for work about to be done; sleep as needed; return seconds slept."""
+        if not self.active:
+            return 0.0
+        self.messages += messages
+        self.bytes += nbytes
+        due = 0.0
+        if self.mps:
+            due = max(due, self.messages / self.mps)
+        if self.bps:
+            due = max(due, self.bytes / self.bps)
+        delay = self.start + due - time.monotonic()
+        slept = 0.0
+        while delay > 0:
+            if stop is not None and stop.is_set():
+                break
+            step = min(delay, 0.2)
+            time.sleep(step)
+            slept += step
+            delay -= step
+        return slept
+
+
+class _Stopped(Exception):
+    pass
+
+
+def uid_set(uids: list[int]) -> bytes:
+    """Compress sorted UIDs into an IMAP sequence set: 1:5,7,9:12."""
+    parts = []
+    start = prev = uids[0]
+    for uid in uids[1:]:
+        if uid == prev + 1:
+            prev = uid
+            continue
+        parts.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
+        start = prev = uid
+    parts.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
+    return b",".join(parts)
+
+
+def expand_uid_set(text: bytes) -> list[int]:
+    out = []
+    for part in text.split(b","):
+        if b":" in part:
+            a, b = (int(x) for x in part.split(b":"))
+            out.extend(range(min(a, b), max(a, b) + 1))
+        elif part.strip():
+            out.append(int(part))
+    return out
+
+
+def fetch_sizes(session: Session, start_uid: int) -> list[tuple[int, int]]:
+    """(uid, size) of every message with UID >= start_uid, in UID order."""
+    found: list[tuple[int, int]] = []
+
+    def collect(resp: Response) -> None:
+        if _FETCH_START.match(resp.text):
+            uid, size = _UID.search(resp.text), _SIZE.search(resp.text)
+            if uid and size and int(uid.group(1)) >= start_uid:
+                found.append((int(uid.group(1)), int(size.group(1))))
+
+    done = session.command(b"UID FETCH %d:* (UID RFC822.SIZE)" % start_uid, collect)
+    session.check(done, "FETCH")
+    found.sort()
+    return found
+
+
+def fetch_fingerprints(session: Session, uids: list[int] | None, from_uid: int = 1) -> list[tuple[int, Fingerprint]]:
+    """Fingerprints of the given UIDs (None: every message with UID >= from_uid)."""
+    out: list[tuple[int, Fingerprint]] = []
+
+    def collect(resp: Response) -> None:
+        if _FETCH_START.match(resp.text) and resp.literals:
+            uid, size, date = _UID.search(resp.text), _SIZE.search(resp.text), _DATE.search(resp.text)
+            if uid and size and date and int(uid.group(1)) >= from_uid:
+                fp = fingerprint(int(size.group(1)), date.group(1).decode(), resp.literals[0])
+                out.append((int(uid.group(1)), fp))
+
+    if uids == []:
+        return out
+    uidset = b"%d:*" % from_uid if uids is None else uid_set(uids)
+    done = session.command(b"UID FETCH " + uidset + b" " + FINGERPRINT_FETCH, collect)
+    session.check(done, "FETCH")
+    out.sort()
+    return out
+
+
+def fetch_summary(session: Session, uid: int) -> tuple[str | None, str | None]:
+    """Date and subject of one message, for reporting a skipped one."""
+    found: list[bytes] = []
+
+    def collect(resp: Response) -> None:
+        if _FETCH_START.match(resp.text) and resp.literals:
+            found.append(resp.literals[0])
+
+    session.command(b"UID FETCH %d (BODY.PEEK[HEADER.FIELDS (DATE SUBJECT)])" % uid, collect)
+    return header_summary(found[0]) if found else (None, None)
+
+
+def header_summary(header_block: bytes) -> tuple[str | None, str | None]:
+    """(Date, Subject) decoded for humans; None where missing or unparseable."""
+    try:
+        headers = BytesHeaderParser(policy=email_policy).parsebytes(header_block[:65536])
+        return (str(headers.get("Date", "")) or None, str(headers.get("Subject", "")) or None)
+    except Exception:  # a broken header must not stop the copy; it is only for the report
+        log.debug("unparseable header in skipped message")
+        return None, None
+
+
+def parse_message(resp: Response) -> Message | None:
+    if not _FETCH_START.match(resp.text) or not resp.literals:
+        return None
+    uid, flags, date = _UID.search(resp.text), _FLAGS.search(resp.text), _DATE.search(resp.text)
+    if not (uid and date):
+        return None
+    flag_list = [f for f in (flags.group(1).split() if flags else []) if f.lower() != b"\\recent"]
+    return Message(int(uid.group(1)), flag_list, date.group(1), resp.literals[0])
+
+
+class Reader(threading.Thread):
+    """Walks the folder tasks on the source connection and queues what the writer needs."""
+
+    def __init__(
+        self,
+        session: Session,
+        tasks: list[FolderTask],
+        out: queue.Queue,
+        budget: ByteBudget,
+        batch_bytes: int,
+        size_limit: int | None,
+        limiter: RateLimiter,
+        on_throttle,
+    ) -> None:
+        super().__init__(name="imapcopy-reader", daemon=True)
+        self.session = session
+        self.tasks = tasks
+        self.out = out
+        self.budget = budget
+        self.batch_bytes = batch_bytes
+        self.size_limit = size_limit
+        self.limiter = limiter
+        self.on_throttle = on_throttle
+        self.stop = threading.Event()
+
+    def _put(self, item) -> None:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                self.out.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def run(self) -> None:
+        try:
+            for task in self.tasks:
+                self._read_folder(task)
+            self._put(None)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the writer, which decides what to do
+            try:
+                self._put(ReaderFailed(exc))
+            except _Stopped:
+                pass
+
+    def _read_folder(self, task: FolderTask) -> None:
+        s = self.session
+        state = s.select(task.plan.source.raw, readonly=True)
+        if state.uidvalidity != task.source_uidvalidity:
+            raise TransientError(ErrorCode.NETWORK_ERROR, "source UIDVALIDITY changed during the copy", "source")
+        self._put(FolderBegin(task))
+        sizes = fetch_sizes(s, task.start_uid) if state.exists else []
+        if task.present:
+            upto = task.reconcile_upto
+            candidates = [uid for uid, _ in sizes if upto is None or uid <= upto]
+            matched, _ = match_present(fetch_fingerprints(s, candidates), task.present)
+            if matched:
+                nbytes = sum(size for uid, size in sizes if uid in matched)
+                top = max(matched)
+                sizes = [(uid, size) for uid, size in sizes if uid not in matched]
+                self._put(AlreadyPresent(task, len(matched), nbytes, top))
+        batch: list[tuple[int, int]] = []
+        batch_size = 0
+        for uid, size in sizes:
+            if self.size_limit is not None and size > self.size_limit:
+                date, subject = fetch_summary(s, uid)
+                self._put(Skip(task, uid, size, "too_large", date, subject))
+                continue
+            if batch and (batch_size + size > self.batch_bytes or len(batch) >= MAX_MESSAGES_PER_BATCH):
+                self._fetch_batch(task, batch, batch_size)
+                batch, batch_size = [], 0
+            batch.append((uid, size))
+            batch_size += size
+        if batch:
+            self._fetch_batch(task, batch, batch_size)
+        self._put(FolderEnd(task))
+
+    def _fetch_batch(self, task: FolderTask, batch: list[tuple[int, int]], nbytes: int) -> None:
+        self.budget.acquire(nbytes, self.stop)
+        try:
+            slept = self.limiter.wait(len(batch), nbytes, self.stop)
+            if slept > 0.5:
+                self.on_throttle("source", slept)
+            got: dict[int, Message] = {}
+
+            def collect(resp: Response) -> None:
+                msg = parse_message(resp)
+                if msg is not None:
+                    got[msg.uid] = msg
+
+            uids = [uid for uid, _ in batch]
+            done = self.session.command(
+                b"UID FETCH " + uid_set(uids) + b" (UID FLAGS INTERNALDATE BODY.PEEK[])", collect
+            )
+            # NO here usually means some messages were expunged meanwhile: copy the rest.
+            if not done.ok and not got:
+                self.session.check(done, "FETCH")
+            messages = [got[uid] for uid in uids if uid in got]
+            real_bytes = sum(len(m.body) for m in messages)
+            # Keep the budget honest if sizes changed (RFC822.SIZE is not always exact).
+            if real_bytes < nbytes:
+                self.budget.release(nbytes - real_bytes)
+            elif real_bytes > nbytes:
+                self.budget.acquire(real_bytes - nbytes, self.stop)
+            nbytes = real_bytes
+            self._put(Batch(task, messages, uids[-1], real_bytes))
+        except BaseException:
+            self.budget.release(nbytes)
+            raise
+
+
+@dataclass
+class AppendOutcome:
+    appended: list[Message] = field(default_factory=list)
+    dest_uids: list[int] = field(default_factory=list)
+    too_large: list[Message] = field(default_factory=list)
+    failed: list[tuple[Message, str]] = field(default_factory=list)
+    dropped_keywords: set[str] = field(default_factory=set)
+
+
+# Synchronizing literals above this size even with LITERAL+: a server that rejects a message in
+# the middle of a LITERAL+ MULTIAPPEND may read the rest of the data as commands.
+LITERAL_PLUS_MAX = 1024 * 1024
+
+
+class AppendDesync(TransientError):
+    """The server answered a MULTIAPPEND for fewer messages than were sent."""
+
+
+def format_flags(flags: list[bytes]) -> bytes:
+    return b"(" + b" ".join(flags) + b")"
+
+
+class Appender:
+    """MULTIAPPEND with LITERAL+ where offered, falling back message by message."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.multiappend = session.has("MULTIAPPEND")
+        self.literal_plus = session.has("LITERAL+")
+        self.uidplus = session.has("UIDPLUS")
+        self.careful = False  # set after a desync: one message per APPEND, synchronizing literals
+
+    def append(self, mailbox: bytes, messages: list[Message], keep_flag) -> AppendOutcome:
+        outcome = AppendOutcome()
+        prepared = [(m, self._flags(m, keep_flag, outcome)) for m in messages]
+        if self.multiappend and not self.careful and len(prepared) > 1:
+            done, uids = self._send(mailbox, prepared)
+            if done.ok:
+                if self.uidplus and uids is not None and len(uids) != len(prepared):
+                    self.careful = True
+                    raise AppendDesync(ErrorCode.NETWORK_ERROR, "MULTIAPPEND answered partially", "destination")
+                outcome.appended.extend(m for m, _ in prepared)
+                outcome.dest_uids.extend(uids or [])
+                return outcome
+            self._raise_if_fatal(done)
+            # One message spoilt the whole (atomic) batch: find it by appending one by one.
+        for msg, flags in prepared:
+            self._append_one(mailbox, msg, flags, outcome)
+        return outcome
+
+    def _flags(self, msg: Message, keep_flag, outcome: AppendOutcome) -> list[bytes]:
+        kept = []
+        for flag in msg.flags:
+            if keep_flag(flag):
+                kept.append(flag)
+            else:
+                outcome.dropped_keywords.add(flag.decode("ascii", "replace"))
+        return kept
+
+    def _append_one(self, mailbox: bytes, msg: Message, flags: list[bytes], outcome: AppendOutcome) -> None:
+        done, uids = self._send(mailbox, [(msg, flags)])
+        if not done.ok and done.code == b"CANNOT" and b"keyword" in done.text.lower():
+            keywords = [f for f in flags if not f.startswith(b"\\")]
+            outcome.dropped_keywords.update(k.decode("ascii", "replace") for k in keywords)
+            flags = [f for f in flags if f.startswith(b"\\")]
+            done, uids = self._send(mailbox, [(msg, flags)])
+        if done.ok:
+            outcome.appended.append(msg)
+            outcome.dest_uids.extend(uids or [])
+            return
+        self._raise_if_fatal(done)
+        if done.code in (b"TOOBIG", b"LIMIT") or b"too large" in done.text.lower() or b"size" in done.text.lower():
+            outcome.too_large.append(msg)
+        else:
+            outcome.failed.append((msg, done.text[:200].decode("utf-8", "replace")))
+
+    def _raise_if_fatal(self, done) -> None:
+        from .connection import is_throttled
+
+        if done.code == b"OVERQUOTA" or b"quota" in done.text.lower():
+            raise EngineError(ErrorCode.OVER_QUOTA, "the destination mailbox is full", "destination")
+        if is_throttled(done):
+            raise TransientError(ErrorCode.NETWORK_ERROR, "destination is throttling", "destination")
+        if done.code == b"TRYCREATE":
+            raise EngineError(ErrorCode.PROTOCOL_ERROR, "destination folder vanished", "destination")
+
+    def _send(self, mailbox: bytes, items: list[tuple[Message, list[bytes]]]):
+        s = self.session
+        tag = s.next_tag()
+        head = tag + b" APPEND " + quote(mailbox)
+        pending: list[bytes] = [head]
+        pending_len = len(head)
+        for msg, flags in items:
+            size = len(msg.body)
+            nonsync = self.literal_plus and not self.careful and size <= LITERAL_PLUS_MAX
+            marker = b"{%d+}\r\n" % size if nonsync else b"{%d}\r\n" % size
+            pending.append(b" " + format_flags(flags) + b' "' + msg.internaldate + b'" ' + marker)
+            if nonsync:
+                if size < 64 * 1024:
+                    pending.append(msg.body)
+                    pending_len += size + 64
+                    if pending_len > 256 * 1024:
+                        s.send(b"".join(pending))
+                        pending, pending_len = [], 0
+                else:
+                    s.send(b"".join(pending))
+                    s.send(msg.body)
+                    pending, pending_len = [], 0
+                continue
+            s.send(b"".join(pending))
+            pending, pending_len = [], 0
+            resp = s.read_response()
+            if not resp.text.startswith(b"+"):
+                if resp.text.startswith(tag + b" "):
+                    rest = resp.text[len(tag) + 1 :].rstrip(b"\r\n")
+                    status, _, text = rest.partition(b" ")
+                    from .connection import Completion
+
+                    return Completion(status.upper(), text, []), None
+                raise TransientError(ErrorCode.PROTOCOL_ERROR, "unexpected answer to APPEND", "destination")
+            s.send(msg.body)
+        pending.append(b"\r\n")
+        s.send(b"".join(pending))
+        done = s.read_until(tag, lambda resp: None)
+        uids = None
+        if done.ok and done.code == b"APPENDUID":
+            args = done.code_args.split()
+            if len(args) == 2:
+                uids = expand_uid_set(args[1])
+        return done, uids

@@ -1,0 +1,25 @@
+"""probe_account(): the portal's live connection test (read-only)."""
+
+from __future__ import annotations
+
+from .connection import connect
+from .folders import list_folders
+from .model import Endpoint, MailboxSummary
+
+
+def probe_account(endpoint: Endpoint) -> MailboxSummary:
+    """Log in, LIST, STATUS every folder; raises EngineError with the matching code."""
+    session = connect(endpoint, "source")
+    try:
+        listing = list_folders(session)
+        names = [f.raw for f in listing.folders if f.selectable]
+        with_size = session.has("STATUS=SIZE")
+        statuses = session.status(names, b"MESSAGES" + (b" SIZE" if with_size else b""))
+        return MailboxSummary(
+            folders=len(names),
+            messages=sum(s.get("MESSAGES", 0) for s in statuses.values()),
+            bytes=sum(s.get("SIZE", 0) for s in statuses.values()),
+            capabilities=sorted(session.capabilities),
+        )
+    finally:
+        session.close()

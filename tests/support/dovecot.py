@@ -1,0 +1,387 @@
+"""Throwaway Dovecot IMAP servers for tests and benchmarks.
+
+Each `DovecotServer` lives in its own temporary directory (config, self-signed certificate,
+passwd-file, maildirs, logs), listens on free loopback ports (implicit TLS and a plain port that
+offers STARTTLS) and is stopped by signalling only the master pid it started.  Users are added on
+the fly (`new_user()`): Dovecot re-reads the passwd-file when it changes, so every test can get a
+fresh, empty account from one long-running server.
+
+When running as root the instance runs as the `dovecot` system user via setpriv, because Dovecot
+refuses to run its login and mail processes as root.
+
+    with DovecotServer(Profile.slash()) as server:
+        user = server.new_user()
+        print(server.port, user.login, user.password)
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DOVECOT_BINARY = shutil.which("dovecot") or "/usr/sbin/dovecot"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What kind of server to imitate."""
+
+    name: str
+    separator: str = "/"
+    prefix: str = ""  # personal namespace prefix, e.g. "INBOX."
+    # special folders auto-created for every user: name -> SPECIAL-USE attribute ("" = none)
+    special_folders: dict[str, str] = field(default_factory=dict)
+    quota: bool = False  # load the quota plugin (per-user limits via new_user(quota_bytes=...))
+    max_keyword_length: int = 50
+    extra_config: str = ""
+
+    @classmethod
+    def dot(cls) -> Profile:
+        """Courier/Cyrus style: 'INBOX.' prefix, '.' separator, RFC 6154 attributes."""
+        return cls(
+            name="dot",
+            separator=".",
+            prefix="INBOX.",
+            special_folders={
+                "Sent": "\\Sent",
+                "Drafts": "\\Drafts",
+                "Trash": "\\Trash",
+                "Junk": "\\Junk",
+                "Archive": "\\Archive",
+            },
+            quota=True,
+        )
+
+    @classmethod
+    def slash(cls) -> Profile:
+        """Exchange-like names without SPECIAL-USE: only localized-name mapping finds them."""
+        return cls(
+            name="slash",
+            separator="/",
+            special_folders={"Sent Items": "", "Deleted Items": "", "Junk E-mail": ""},
+            quota=True,
+            max_keyword_length=200,
+        )
+
+    @classmethod
+    def plain(cls) -> Profile:
+        """A bare server: '/' separator, no special folders at all."""
+        return cls(name="plain", separator="/", max_keyword_length=200)
+
+
+@dataclass(frozen=True)
+class User:
+    login: str
+    password: str = field(repr=False)
+    home: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def generate_certificate(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+class DovecotServer:
+    """One private Dovecot instance; use as a context manager or call start()/stop()."""
+
+    def __init__(self, profile: Profile, directory: str | Path | None = None) -> None:
+        self.profile = profile
+        self._own_dir = directory is None
+        self.dir = Path(directory or tempfile.mkdtemp(prefix=f"dovecot-{profile.name}-"))
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.host = "127.0.0.1"
+        self._pid: int | None = None
+        self._users = itertools.count(1)
+        self._lock = threading.Lock()
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("dovecot")
+            self.run_uid, self.run_gid, self.run_user = entry.pw_uid, entry.pw_gid, "dovecot"
+            self._as_user = [
+                "setpriv",
+                f"--reuid={self.run_uid}",
+                f"--regid={self.run_gid}",
+                "--clear-groups",
+            ]
+        else:
+            self.run_uid, self.run_gid = os.getuid(), os.getgid()
+            self.run_user = pwd.getpwuid(self.run_uid).pw_name
+            self._as_user = []
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> DovecotServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def cert_file(self) -> Path:
+        return self.dir / "cert.pem"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "dovecot.log"
+
+    @property
+    def config_file(self) -> Path:
+        return self.dir / "dovecot.conf"
+
+    @property
+    def passwd_file(self) -> Path:
+        return self.dir / "passwd"
+
+    def start(self, timeout: float = 10.0) -> None:
+        for sub in ("run", "state", "mail"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        if not self.cert_file.exists():
+            generate_certificate(self.dir)
+        self.passwd_file.touch()
+        self.config_file.write_text(self._config())
+        self._chown_tree()
+        # The daemon inherits stdout/stderr: never pipe them, or run() waits for it to exit.
+        subprocess.run(
+            [*self._as_user, DOVECOT_BINARY, "-c", str(self.config_file)],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        pid_file = self.dir / "run" / "master.pid"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pid_file.exists() and pid_file.read_text().strip():
+                self._pid = int(pid_file.read_text())
+                if self._answers(self.port) and self._answers(self.tls_port):
+                    return
+            time.sleep(0.05)
+        log = self.log_file.read_text() if self.log_file.exists() else ""
+        self.stop()
+        raise RuntimeError(f"dovecot did not start: {log[-2000:]}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        pid, self._pid = self._pid, None
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and _alive(pid):
+                    time.sleep(0.05)
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def kill_sessions(self, login: str) -> None:
+        """Drop every IMAP session of one user (like a server restart would)."""
+        subprocess.run(
+            [*self._as_user, "doveadm", "-c", str(self.config_file), "kick", login],
+            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    @staticmethod
+    def _answers(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    # ------------------------------------------------------------------ users
+    def new_user(
+        self,
+        password: str | None = None,
+        *,
+        quota_bytes: int | None = None,
+        max_mail_size: int | None = None,
+    ) -> User:
+        """Add a fresh account; Dovecot notices the changed passwd-file on the next login."""
+        with self._lock:
+            login = f"u{next(self._users)}-{secrets.token_hex(3)}"
+        password = password or secrets.token_urlsafe(12)
+        home = self.dir / "mail" / login
+        extra = []
+        if quota_bytes is not None:
+            extra.append(f"userdb_quota_rule=*:storage={quota_bytes}B")
+        if max_mail_size is not None:
+            extra.append(f"userdb_quota_max_mail_size={max_mail_size}B")
+        line = f"{login}:{{PLAIN}}{password}:{self.run_uid}:{self.run_gid}::{home}::{' '.join(extra)}\n"
+        with self._lock, self.passwd_file.open("a") as f:
+            f.write(line)
+        return User(login=login, password=password, home=home)
+
+    def maildir(self, user: User) -> Path:
+        return user.home / "Maildir"
+
+    # ------------------------------------------------------------------ config
+    def _chown_tree(self) -> None:
+        if os.geteuid() != 0:
+            return
+        for root, _dirs, files in os.walk(self.dir):
+            os.chown(root, self.run_uid, self.run_gid)
+            for name in files:
+                os.chown(os.path.join(root, name), self.run_uid, self.run_gid)
+        key = self.dir / "key.pem"
+        key.chmod(0o600)
+
+    def _config(self) -> str:
+        p = self.profile
+        d = self.dir
+        mailboxes = "\n".join(
+            textwrap.dedent(
+                f"""\
+                  mailbox "{name}" {{
+                    auto = subscribe
+                    {f"special_use = {attr}" if attr else ""}
+                  }}"""
+            )
+            for name, attr in p.special_folders.items()
+        )
+        quota_plugins = "quota imap_quota" if p.quota else ""
+        quota_settings = (
+            "plugin {\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_rule = *:storage=0\n}\n"
+            if p.quota
+            else ""
+        )
+        return f"""\
+# generated by tests/support/dovecot.py ({p.name})
+instance_name = dovecot-test-{p.name}-{self.port}
+base_dir = {d}/run
+state_dir = {d}/state
+listen = 127.0.0.1
+protocols = imap
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+default_internal_user = {self.run_user}
+default_internal_group = {self.run_user}
+default_login_user = {self.run_user}
+first_valid_uid = {self.run_uid}
+last_valid_uid = {self.run_uid}
+first_valid_gid = {self.run_gid}
+last_valid_gid = {self.run_gid}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_cache_size = 0
+ssl = yes
+ssl_cert = <{d}/cert.pem
+ssl_key = <{d}/key.pem
+mail_location = maildir:~/Maildir
+mail_fsync = never
+mail_max_keyword_length = {p.max_keyword_length}
+mail_plugins = $mail_plugins {quota_plugins.split(" ")[0] if p.quota else ""}
+namespace inbox {{
+  inbox = yes
+  separator = {p.separator}
+  prefix = {p.prefix}
+{mailboxes}
+}}
+{quota_settings}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/passwd
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {d}/passwd
+}}
+protocol imap {{
+  mail_max_userip_connections = 100
+  mail_plugins = $mail_plugins {"imap_quota" if p.quota else ""}
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {self.tls_port}
+    ssl = yes
+  }}
+  chroot =
+  user = $default_login_user
+}}
+service imap {{
+  process_limit = 256
+}}
+service anvil {{
+  chroot =
+}}
+service auth {{
+  user = $default_internal_user
+}}
+service auth-worker {{
+  user = $default_internal_user
+}}
+service doveadm {{
+  user = $default_internal_user
+}}
+{p.extra_config}
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+if __name__ == "__main__":  # manual check: start a server and print how to reach it
+    import sys
+
+    profile = getattr(Profile, sys.argv[1] if len(sys.argv) > 1 else "slash")()
+    with DovecotServer(profile) as srv:
+        u = srv.new_user("secret")
+        print(f"{profile.name}: imap {srv.port} imaps {srv.tls_port} user {u.login}/secret dir {srv.dir}")
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
