@@ -25,7 +25,18 @@ from django.utils import translation
 
 REPO = Path(__file__).resolve().parent.parent
 LOCALE = REPO / "locale"
-LANGUAGES = ["fr", "pt", "es", "de", "it"]
+# Every language the portal offers except English, the source language: adding one to
+# settings.LANGUAGES without its catalog fails here.
+LANGUAGES = [code for code, _name in django_settings.LANGUAGES if code != "en"]
+# The plural rule each catalog's header must carry; pt uses (n != 1) like Django's own pt catalog
+# (so "0 mensagens", natural in Portugal and Brazil alike).
+PLURAL_FORMS = {
+    "fr": "nplurals=2; plural=(n > 1);",
+    "pt": "nplurals=2; plural=(n != 1);",
+    "es": "nplurals=2; plural=(n != 1);",
+    "de": "nplurals=2; plural=(n != 1);",
+    "it": "nplurals=2; plural=(n != 1);",
+}
 
 # The command translators run (from the repository root), minus "manage.py".
 MAKEMESSAGES = [
@@ -105,7 +116,8 @@ def test_catalog_is_complete_and_valid(lang):
     assert "#, fuzzy" not in text, f"{path} still has a fuzzy flag (the header's counts too)"
     assert f'"Language: {lang}\\n"' in text, f"{path}: the header must say Language: {lang}"
     assert "charset=UTF-8" in text, f"{path}: the header must declare UTF-8"
-    assert "Plural-Forms: nplurals=2;" in text, f"{path}: the header must declare two plural forms"
+    plural_forms = PLURAL_FORMS.get(lang, "nplurals=")
+    assert f'"Plural-Forms: {plural_forms}' in text, f"{path}: the header must declare Plural-Forms: {plural_forms}"
 
 
 def _skip_in_copy(directory: str, names: list[str]) -> set[str]:
@@ -156,7 +168,7 @@ def compiled_locale(tmp_path_factory) -> Path:
     """The committed catalogs compiled afresh, so a stale or missing .mo cannot hide a fault."""
     require_gettext_tools()
     root = tmp_path_factory.mktemp("locale")
-    for lang in LANGUAGES:
+    for lang in EXPECTED:
         target = root / lang / "LC_MESSAGES"
         target.mkdir(parents=True)
         subprocess.run(
@@ -182,7 +194,7 @@ def test_project_catalogs_are_on_the_locale_path():
     assert LOCALE.resolve() in [Path(path).resolve() for path in django_settings.LOCALE_PATHS]
 
 
-@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("lang", sorted(EXPECTED))
 def test_django_translates_a_known_string(lang, compiled_locale, settings):
     # Changing LOCALE_PATHS through pytest-django's settings fixture also empties Django's
     # translation caches, before and after the test.
