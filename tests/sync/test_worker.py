@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def job_between_dovecots(imap_trust, make_account):
+def job_between_dovecots(imap_trust, make_account, redis_connection):
     source_server, destination_server, _bundle = imap_trust
     source_user, destination_user = source_server.new_user(), destination_server.new_user()
     seed_mailbox(source_server, source_user)
