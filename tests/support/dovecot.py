@@ -45,6 +45,8 @@ class Profile:
     special_folders: dict[str, str] = field(default_factory=dict)
     quota: bool = False  # load the quota plugin (per-user limits via new_user(quota_bytes=...))
     max_keyword_length: int = 50
+    layout: str = ""  # "fs" allows '.' in folder names (Maildir++ refuses them)
+    append_limit: int | None = None  # advertise APPENDLIMIT=n and enforce it (quota_max_mail_size)
     extra_config: str = ""
 
     @classmethod
@@ -77,8 +79,13 @@ class Profile:
 
     @classmethod
     def plain(cls) -> Profile:
-        """A bare server: '/' separator, no special folders at all."""
-        return cls(name="plain", separator="/", max_keyword_length=200)
+        """A bare server: '/' separator, no special folders, lenient folder names (LAYOUT=fs)."""
+        return cls(name="plain", separator="/", max_keyword_length=200, layout="fs")
+
+    @classmethod
+    def limited(cls, append_limit: int = 100_000) -> Profile:
+        """Advertises APPENDLIMIT (RFC 7889) and rejects bigger messages; quota plugin loaded."""
+        return cls(name="limited", separator="/", quota=True, append_limit=append_limit)
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ def generate_certificate(directory: Path) -> tuple[Path, Path]:
 class DovecotServer:
     """One private Dovecot instance; use as a context manager or call start()/stop()."""
 
-    def __init__(self, profile: Profile, directory: str | Path | None = None) -> None:
+    def __init__(self, profile: Profile, directory: str | Path | None = None, pool_size: int = 60) -> None:
         self.profile = profile
         self._own_dir = directory is None
         self.dir = Path(directory or tempfile.mkdtemp(prefix=f"dovecot-{profile.name}-"))
@@ -134,6 +141,8 @@ class DovecotServer:
         self._pid: int | None = None
         self._users = itertools.count(1)
         self._lock = threading.Lock()
+        self._pool: list[User] = []
+        self.pool_size = pool_size
         if os.geteuid() == 0:
             entry = pwd.getpwnam("dovecot")
             self.run_uid, self.run_gid, self.run_user = entry.pw_uid, entry.pw_gid, "dovecot"
@@ -178,6 +187,7 @@ class DovecotServer:
         if not self.cert_file.exists():
             generate_certificate(self.dir)
         self.passwd_file.touch()
+        self._pool = [self._write_user(None, []) for _ in range(self.pool_size)]
         self.config_file.write_text(self._config())
         self._chown_tree()
         # The daemon inherits stdout/stderr: never pipe them, or run() waits for it to exit.
@@ -241,19 +251,33 @@ class DovecotServer:
         quota_bytes: int | None = None,
         max_mail_size: int | None = None,
     ) -> User:
-        """Add a fresh account; Dovecot notices the changed passwd-file on the next login."""
-        with self._lock:
-            login = f"u{next(self._users)}-{secrets.token_hex(3)}"
-        password = password or secrets.token_urlsafe(12)
-        home = self.dir / "mail" / login
+        """A fresh, empty account.
+
+        Dovecot re-reads the passwd-file at most once a second, so plain accounts come from a
+        pool written before the server started; an account with options (or once the pool is
+        used up) is appended and we wait until Dovecot can have noticed.
+        """
+        if password is None and quota_bytes is None and max_mail_size is None:
+            with self._lock:
+                if self._pool:
+                    return self._pool.pop()
         extra = []
         if quota_bytes is not None:
             extra.append(f"userdb_quota_rule=*:storage={quota_bytes}B")
         if max_mail_size is not None:
             extra.append(f"userdb_quota_max_mail_size={max_mail_size}B")
-        line = f"{login}:{{PLAIN}}{password}:{self.run_uid}:{self.run_gid}::{home}::{' '.join(extra)}\n"
-        with self._lock, self.passwd_file.open("a") as f:
-            f.write(line)
+        user = self._write_user(password, extra)
+        time.sleep(1.1)
+        return user
+
+    def _write_user(self, password: str | None, extra: list[str]) -> User:
+        with self._lock:
+            login = f"u{next(self._users)}-{secrets.token_hex(3)}"
+            password = password or secrets.token_urlsafe(12)
+            home = self.dir / "mail" / login
+            line = f"{login}:{{PLAIN}}{password}:{self.run_uid}:{self.run_gid}::{home}::{' '.join(extra)}\n"
+            with self.passwd_file.open("a") as f:
+                f.write(line)
         return User(login=login, password=password, home=home)
 
     def maildir(self, user: User) -> Path:
@@ -285,10 +309,13 @@ class DovecotServer:
         )
         quota_plugins = "quota imap_quota" if p.quota else ""
         quota_settings = (
-            "plugin {\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_rule = *:storage=0\n}\n"
+            "plugin {\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_rule = *:storage=0\n"
+            + (f"  quota_max_mail_size = {p.append_limit}B\n" if p.append_limit else "")
+            + "}\n"
             if p.quota
             else ""
         )
+        capability = f"imap_capability = +APPENDLIMIT={p.append_limit}" if p.append_limit else ""
         return f"""\
 # generated by tests/support/dovecot.py ({p.name})
 instance_name = dovecot-test-{p.name}-{self.port}
@@ -311,7 +338,8 @@ auth_cache_size = 0
 ssl = yes
 ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
-mail_location = maildir:~/Maildir
+mail_location = maildir:~/Maildir{":LAYOUT=" + p.layout if p.layout else ""}
+{capability}
 mail_fsync = never
 mail_max_keyword_length = {p.max_keyword_length}
 mail_plugins = $mail_plugins {quota_plugins.split(" ")[0] if p.quota else ""}

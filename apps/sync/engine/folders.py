@@ -96,6 +96,7 @@ LOCALIZED_NAMES = {
     "archive": ["Archive", "Archives", "Archiv", "Archivo", "Arquivo", "Archivio", "Archief"],
 }
 _NAME_TO_ROLE = {name.casefold(): role for role, names in LOCALIZED_NAMES.items() for name in names}
+_NAME_RANK = {name.casefold(): rank for names in LOCALIZED_NAMES.values() for rank, name in enumerate(names)}
 GMAIL_ROOTS = {"[gmail]", "[google mail]"}
 GMAIL_NAMES = {"all mail": "all", "important": "important", "starred": "flagged"}
 VIRTUAL_ROLES = {"all", "important", "flagged"}
@@ -193,16 +194,23 @@ def _assign_roles(listing: Listing) -> None:
             if role and role not in listing.by_role:
                 folder.role = role
                 listing.by_role[role] = folder
+    # Several localized candidates (e.g. "Sent Items" and "Envoyés"): the better-known name
+    # wins, whatever order the server lists them in.
+    candidates = []
     for folder in listing.folders:
         if folder.role or not folder.selectable:
             continue
         role = None
         if len(folder.path) == 1:
             role = _NAME_TO_ROLE.get(folder.path[0].casefold())
+            name = folder.path[0]
         elif len(folder.path) == 2 and folder.path[0].casefold() in GMAIL_ROOTS:
-            tail = folder.path[1].casefold()
-            role = GMAIL_NAMES.get(tail) or _NAME_TO_ROLE.get(tail)
-        if role and role not in listing.by_role:
+            name = folder.path[1]
+            role = GMAIL_NAMES.get(name.casefold()) or _NAME_TO_ROLE.get(name.casefold())
+        if role:
+            candidates.append((_NAME_RANK.get(name.casefold(), 0), folder, role))
+    for _, folder, role in sorted(candidates, key=lambda c: c[0]):
+        if role not in listing.by_role:
             folder.role = role
             listing.by_role[role] = folder
 

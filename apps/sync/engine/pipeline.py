@@ -393,6 +393,7 @@ class Appender:
         self.literal_plus = session.has("LITERAL+")
         self.uidplus = session.has("UIDPLUS")
         self.careful = False  # set after a desync: one message per APPEND, synchronizing literals
+        self.refused_keywords: set[bytes] = set()
 
     def append(self, mailbox: bytes, messages: list[Message], keep_flag) -> AppendOutcome:
         outcome = AppendOutcome()
@@ -415,7 +416,7 @@ class Appender:
     def _flags(self, msg: Message, keep_flag, outcome: AppendOutcome) -> list[bytes]:
         kept = []
         for flag in msg.flags:
-            if keep_flag(flag):
+            if keep_flag(flag) and flag not in self.refused_keywords:
                 kept.append(flag)
             else:
                 outcome.dropped_keywords.add(flag.decode("ascii", "replace"))
@@ -423,17 +424,22 @@ class Appender:
 
     def _append_one(self, mailbox: bytes, msg: Message, flags: list[bytes], outcome: AppendOutcome) -> None:
         done, uids = self._send(mailbox, [(msg, flags)])
-        if not done.ok and done.code == b"CANNOT" and b"keyword" in done.text.lower():
-            keywords = [f for f in flags if not f.startswith(b"\\")]
-            outcome.dropped_keywords.update(k.decode("ascii", "replace") for k in keywords)
-            flags = [f for f in flags if f.startswith(b"\\")]
+        # A keyword the server cannot store spoils the APPEND: drop keywords, longest first,
+        # until it goes through, and remember them for the following messages.
+        keywords = sorted((f for f in flags if not f.startswith(b"\\")), key=len, reverse=True)
+        while not done.ok and keywords and b"keyword" in done.text.lower():
+            bad = keywords.pop(0)
+            self.refused_keywords.add(bad)
+            outcome.dropped_keywords.add(bad.decode("ascii", "replace"))
+            flags = [f for f in flags if f != bad]
             done, uids = self._send(mailbox, [(msg, flags)])
         if done.ok:
             outcome.appended.append(msg)
             outcome.dest_uids.extend(uids or [])
             return
         self._raise_if_fatal(done)
-        if done.code in (b"TOOBIG", b"LIMIT") or b"too large" in done.text.lower() or b"size" in done.text.lower():
+        text = done.text.lower()
+        if done.code in (b"TOOBIG", b"LIMIT") or b"too large" in text or b"size" in text:
             outcome.too_large.append(msg)
         else:
             outcome.failed.append((msg, done.text[:200].decode("utf-8", "replace")))
