@@ -88,8 +88,16 @@ def make_message(rng: random.Random, i: int, size: int = 0, special: str = "") -
     body_lines = [text[j : j + 70] for j in range(0, len(text), 70)]
     if special == "long-line":
         body_lines.append("x" * 20000)
-    while sum(len(x) + 2 for x in body_lines) < size:
-        body_lines.append(" ".join(rng.choice(WORDS) for _ in range(12)))
+    total = sum(len(x) + 2 for x in body_lines)
+    if size > 1_000_000:  # big: repeat a block rather than drawing millions of words
+        block = "\r\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(200))
+        count = (size - total) // (len(block) + 2) + 1
+        body_lines.extend([block] * count)
+        total += count * (len(block) + 2)
+    while total < size:
+        line = " ".join(rng.choice(WORDS) for _ in range(12))
+        body_lines.append(line)
+        total += len(line) + 2
     if special == "bare-lf":
         return ("\r\n".join(headers) + "\r\n\r\n" + "\n".join(body_lines) + "\n").encode()
     raw = "\r\n".join(headers) + "\r\n\r\n" + "\r\n".join(body_lines) + "\r\n"

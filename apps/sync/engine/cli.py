@@ -27,7 +27,7 @@ SCHEMES = {
 }
 
 
-def parse_endpoint(url: str, password: str, args: argparse.Namespace) -> Endpoint:
+def parse_endpoint(url: str, password: str, args: argparse.Namespace, source: bool = False) -> Endpoint:
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise SystemExit(f"unsupported URL scheme {parts.scheme!r} (use {', '.join(SCHEMES)})")
@@ -43,6 +43,7 @@ def parse_endpoint(url: str, password: str, args: argparse.Namespace) -> Endpoin
         ca_file=args.ca_file,
         verify_tls=not args.insecure,
         timeout=args.timeout,
+        max_messages_per_second=args.max_messages_per_second if source else None,
     )
 
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--batch-mb", type=float, default=8.0)
     ap.add_argument("--max-message-mb", type=float)
+    ap.add_argument("--max-messages-per-second", type=float, help="source read pace (provider limits)")
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--include-gmail-virtual", action="store_true")
     ap.add_argument("--quiet", "-q", action="store_true")
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    source = parse_endpoint(args.source, os.environ.get("IMAPCOPY_SOURCE_PASSWORD", ""), args)
+    source = parse_endpoint(args.source, os.environ.get("IMAPCOPY_SOURCE_PASSWORD", ""), args, source=True)
     destination = parse_endpoint(args.destination, os.environ.get("IMAPCOPY_DEST_PASSWORD", ""), args)
     store = JsonFileCheckpointStore(args.state) if args.state else MemoryCheckpointStore()
     options = CopyOptions(

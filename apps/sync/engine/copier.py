@@ -88,7 +88,7 @@ class _CopyRun:
         self.current_folder: str | None = None
         self._last_progress = 0.0
         self._sessions: list[Session] = []
-        self._created: set[str] = set()
+        self._connected_once = False
 
     # ----------------------------------------------------------------- reporting
     def event(self, kind: str, folder: str | None = None, **detail) -> None:
@@ -146,6 +146,8 @@ class _CopyRun:
                     break
                 except TransientError as exc:
                     self._close_all()
+                    if not self._connected_once:
+                        raise  # a server that cannot be reached at all: report it now
                     if self.copied_this_run + len(self.skipped) + self.failed_this_run > before:
                         failures = 0
                     failures += 1
@@ -219,6 +221,7 @@ class _CopyRun:
         dst = connect(self.destination, "destination")
         self._sessions.append(dst)
         self.event("connected", side="destination", capabilities=sorted(dst.capabilities))
+        self._connected_once = True
 
         source_listing = list_folders(src)
         dest_listing = list_folders(dst)

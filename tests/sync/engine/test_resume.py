@@ -1,0 +1,172 @@
+"""Interruptions: kill -9, dropped connections, cancellation, UIDVALIDITY changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from apps.sync.engine import (
+    CopyOptions,
+    JsonFileCheckpointStore,
+    MemoryCheckpointStore,
+    Security,
+    copy_mailbox,
+)
+from tests.support import mail
+from tests.support.proxy import TcpProxy
+
+from .conftest import DOT_TO_SLASH
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def cli_command(src, dst, state: Path, *extra: str) -> tuple[list[str], dict]:
+    env = dict(os.environ, IMAPCOPY_SOURCE_PASSWORD=src.user.password, IMAPCOPY_DEST_PASSWORD=dst.user.password)
+    cmd = [
+        sys.executable, "-m", "apps.sync.engine.cli", "-q",
+        f"imap+plain://{src.user.login}@127.0.0.1:{src.server.port}",
+        f"imap+plain://{dst.user.login}@127.0.0.1:{dst.server.port}",
+        "--state", str(state), *extra,
+    ]  # fmt: skip
+    return cmd, env
+
+
+def test_kill_9_then_resume_leaves_exactly_one_copy(src, dst, tmp_path):
+    mails = mail.build_corpus(seed=21, messages=240, sizes=(0, 3000))
+    mail.upload(src.account, mails, mail.DEFAULT_FOLDERS)
+    state = tmp_path / "state.json"
+    # Paced and in small batches so that SIGKILL lands at many different points of the copy.
+    cmd, env = cli_command(src, dst, state, "--batch-mb", "0.02", "--max-messages-per-second", "150")
+    for delay in (0.35, 0.5, 0.2, 0.65, 0.45):
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert state.exists()
+    partial = json.loads(state.read_text())
+    assert any(not ck["done"] for ck in partial.values()) or len(partial) < len(mail.DEFAULT_FOLDERS)
+    final = subprocess.run(cmd[:-4], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+
+
+def test_unconfirmed_append_window_is_reconciled(src, dst):
+    """The crash window between an APPEND and its checkpoint, reproduced exactly."""
+    mails = mail.build_corpus(seed=22, messages=40, folders=[("INBOX",)])
+    mail.upload(src.account, mails)
+    store = MemoryCheckpointStore()
+    assert copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store).status == "finished"
+    # Pretend we died after sending the second half: checkpoint says half confirmed, rest pending.
+    ck = store.load()["INBOX"]
+    ck.last_uid, ck.pending_uid, ck.dest_uidnext, ck.done = 20, ck.last_uid, 21, False
+    ck.messages_copied = 20
+    store.save(ck)
+    mail.upload(src.account, mail.build_corpus(seed=23, messages=3, folders=[("INBOX",)]))
+    result = copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store)
+    assert result.status == "finished"
+    assert result.copied_this_run == 3
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+
+
+def test_uidvalidity_change_reconciles_without_duplicates(src, dst, dot_server):
+    mails = mail.build_corpus(seed=24, messages=30, folders=[("INBOX",), ("Projects",)])
+    mail.upload(src.account, mails)
+    store = MemoryCheckpointStore()
+    copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store)
+    # The source folder is rebuilt (new UIDVALIDITY, same messages) and gets one new message.
+    with src.account.client() as c:
+        c.delete_folder("INBOX.Projects")
+    projects = [m for m in mails if m.folder == ("Projects",)]
+    mail.upload(src.account, projects + mail.build_corpus(seed=25, messages=1, folders=[("Projects",)]))
+    events = []
+    result = copy_mailbox(
+        src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store, on_event=events.append
+    )
+    assert result.status == "finished"
+    assert result.copied_this_run == 1
+    assert any(e.kind == "uidvalidity_changed" for e in events)
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+
+
+def test_dropped_connection_is_resumed(src, dst):
+    mails = mail.build_corpus(seed=26, messages=120, sizes=(2000, 20000))
+    mail.upload(src.account, mails, mail.DEFAULT_FOLDERS)
+    events = []
+    # The source connection is cut once ~300 kB have come down: in the middle of the copy.
+    with TcpProxy("127.0.0.1", src.server.port, drop_after_bytes=300_000) as proxy:
+        endpoint = src.endpoint(host="127.0.0.1", connect_address=None)
+        endpoint = type(endpoint)(**{**endpoint.__dict__, "port": proxy.port})
+        result = copy_mailbox(
+            endpoint,
+            dst.endpoint(),
+            options=CopyOptions(batch_bytes=64 * 1024),
+            checkpoints=MemoryCheckpointStore(),
+            on_event=events.append,
+        )
+        assert proxy.drops == 1
+    assert result.status == "finished", result
+    assert any(e.kind == "retry" for e in events)
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+
+
+def test_destination_connection_dropped_is_resumed(src, dst):
+    mails = mail.build_corpus(seed=27, messages=60, sizes=(2000, 20000))
+    mail.upload(src.account, mails, mail.DEFAULT_FOLDERS)
+    with TcpProxy("127.0.0.1", dst.server.port) as proxy:
+        dest = dst.endpoint()
+        dest = type(dest)(**{**dest.__dict__, "port": proxy.port})
+        calls = 0
+
+        def cancel_hook() -> bool:
+            nonlocal calls
+            calls += 1
+            if calls == 8:
+                proxy.drop_connections()
+            return False
+
+        result = copy_mailbox(
+            src.endpoint(), dest, options=CopyOptions(batch_bytes=32 * 1024),
+            checkpoints=MemoryCheckpointStore(), should_cancel=cancel_hook,
+        )  # fmt: skip
+        assert proxy.drops == 1
+    assert result.status == "finished", result
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+
+
+def test_cancel_leaves_resumable_state(src, dst, tmp_path):
+    mails = mail.build_corpus(seed=28, messages=150, sizes=(0, 5000))
+    mail.upload(src.account, mails, mail.DEFAULT_FOLDERS)
+    store = JsonFileCheckpointStore(tmp_path / "state.json")
+    started = time.monotonic()
+    cancel_at = started + 0.4
+    slow_source = src.endpoint(max_messages_per_second=100)
+    result = copy_mailbox(
+        slow_source, dst.endpoint(), options=CopyOptions(batch_bytes=16 * 1024),
+        checkpoints=store, should_cancel=lambda: time.monotonic() > cancel_at,
+    )  # fmt: skip
+    assert result.status == "cancelled"
+    assert result.error_code == "cancelled"
+    assert time.monotonic() - cancel_at < 3.0
+    assert 0 < result.messages_copied < len(mails)
+    resumed = copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store)
+    assert resumed.status == "finished"
+    assert resumed.copied_this_run == len(mails) - result.messages_copied
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+
+
+def test_tls_resume_through_starttls(src, dst):
+    """Same resume logic over STARTTLS, to make sure the raw path works on TLS sockets."""
+    mail.upload(src.account, mail.build_corpus(seed=29, messages=20, folders=[("INBOX",)]))
+    store = MemoryCheckpointStore()
+    for _ in range(2):
+        result = copy_mailbox(
+            src.endpoint(Security.STARTTLS), dst.endpoint(Security.STARTTLS),
+            options=CopyOptions(), checkpoints=store,
+        )  # fmt: skip
+        assert result.status == "finished"
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
