@@ -25,6 +25,9 @@ class HostNotFound(Exception):
 
 def _is_public(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            # ::ffff:a.b.c.d reaches a.b.c.d: judge that address, nothing else.
+            return _is_public(address.ipv4_mapped)
         embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
         if embedded is not None and not _is_public(embedded):
             return False

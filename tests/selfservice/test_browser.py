@@ -109,8 +109,8 @@ def test_french_journey_in_the_browser(page, live_server, source_user, destinati
 def test_portuguese_journey_in_the_browser(page, live_server, source_user, destination_user, run_worker):
     job = journey(
         page, live_server, "pt", source_user, destination_user, run_worker,
-        {"connected": "A ligação à sua conta foi estabelecida.",
-         "processing": "A sincronização das suas contas está a ser processada.",
+        {"connected": "A conexão com a sua conta foi estabelecida.",
+         "processing": "A sincronização das suas contas já está em processamento.",
          "finished": "Concluída"},
     )  # fmt: skip
     assert job.language == "pt"
@@ -122,7 +122,7 @@ def test_wrong_password_in_the_browser(page, live_server, source_user):
     fill_account(page, server, user, password="not-the-password")
     page.click("button[type=submit].primary")
     page.wait_for_selector(".form-error")
-    assert "Le serveur a refusé l'identifiant ou le mot de passe." in page.inner_text(".form-error")
+    assert "Le serveur a refusé l’identifiant ou le mot de passe." in page.inner_text(".form-error")
     assert page.input_value("input[name=password]") == ""
     shot(page, "fr-wrong-password")
 
