@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import threading
@@ -46,6 +47,7 @@ class Profile:
     quota: bool = False  # load the quota plugin (per-user limits via new_user(quota_bytes=...))
     max_keyword_length: int = 50
     layout: str = ""  # "fs" allows '.' in folder names (Maildir++ refuses them)
+    fsync: str = "never"  # tests do not need durability; benchmarks use "optimized" (Dovecot's default)
     append_limit: int | None = None  # advertise APPENDLIMIT=n and enforce it (quota_max_mail_size)
     extra_config: str = ""
 
@@ -81,6 +83,11 @@ class Profile:
     def plain(cls) -> Profile:
         """A bare server: '/' separator, no special folders, lenient folder names (LAYOUT=fs)."""
         return cls(name="plain", separator="/", max_keyword_length=200, layout="fs")
+
+    @classmethod
+    def bench(cls) -> Profile:
+        """Like /work/shared/bench/imapd.sh: '/' separator, no special folders, default fsync."""
+        return cls(name="bench", separator="/", max_keyword_length=200, fsync="optimized")
 
     @classmethod
     def limited(cls, append_limit: int = 100_000) -> Profile:
@@ -139,6 +146,8 @@ class DovecotServer:
         self.tls_port = free_port()
         self.host = "127.0.0.1"
         self._pid: int | None = None
+        self._proc: subprocess.Popen | None = None
+        self._watchdog: subprocess.Popen | None = None
         self._users = itertools.count(1)
         self._lock = threading.Lock()
         self._pool: list[User] = []
@@ -155,7 +164,7 @@ class DovecotServer:
         else:
             self.run_uid, self.run_gid = os.getuid(), os.getgid()
             self.run_user = pwd.getpwuid(self.run_uid).pw_name
-            self._as_user = []
+            self._as_user = ["setpriv"]
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> DovecotServer:
@@ -190,38 +199,43 @@ class DovecotServer:
         self._pool = [self._write_user(None, []) for _ in range(self.pool_size)]
         self.config_file.write_text(self._config())
         self._chown_tree()
-        # The daemon inherits stdout/stderr: never pipe them, or run() waits for it to exit.
-        subprocess.run(
-            [*self._as_user, DOVECOT_BINARY, "-c", str(self.config_file)],
-            check=True,
+        # Foreground master (-F) as our child, plus a watchdog that stops it if this process dies
+        # without calling stop() (even by SIGKILL), so no orphan instances pile up.
+        self._proc = subprocess.Popen(
+            [*self._as_user, DOVECOT_BINARY, "-F", "-c", str(self.config_file)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        pid_file = self.dir / "run" / "master.pid"
+        self._pid = self._proc.pid  # setpriv execs dovecot: same pid
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(self._pid), str(self.dir) if self._own_dir else ""],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pid_file.exists() and pid_file.read_text().strip():
-                self._pid = int(pid_file.read_text())
-                if self._answers(self.port) and self._answers(self.tls_port):
-                    return
+        while time.monotonic() < deadline and self._proc.poll() is None:
+            if self._answers(self.port) and self._answers(self.tls_port):
+                return
             time.sleep(0.05)
         log = self.log_file.read_text() if self.log_file.exists() else ""
         self.stop()
         raise RuntimeError(f"dovecot did not start: {log[-2000:]}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        pid, self._pid = self._pid, None
-        if pid is not None:
+        proc, self._proc, self._pid = self._proc, None, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
             try:
-                os.kill(pid, signal.SIGTERM)
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline and _alive(pid):
-                    time.sleep(0.05)
-                if _alive(pid):
-                    os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+                # A throwaway server need not shut down gracefully; its children exit with it.
+                proc.wait(min(timeout, 1.0))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()
+            self._watchdog = None
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -341,7 +355,7 @@ ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
 mail_location = maildir:~/Maildir{":LAYOUT=" + p.layout if p.layout else ""}
 {capability}
-mail_fsync = never
+mail_fsync = {p.fsync}
 mail_max_keyword_length = {p.max_keyword_length}
 mail_plugins = $mail_plugins {quota_plugins.split(" ")[0] if p.quota else ""}
 namespace inbox {{
@@ -392,6 +406,23 @@ service doveadm {{
   user = $default_internal_user
 }}
 {p.extra_config}
+"""
+
+
+# Runs in its own process: waits for our end of its stdin to close (we exited, however), then
+# stops the server it guards and removes its directory.
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+pid, directory = int(sys.argv[1]), sys.argv[2]
+sys.stdin.buffer.read()
+try:
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(1)
+    os.kill(pid, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+if directory:
+    shutil.rmtree(directory, ignore_errors=True)
 """
 
 

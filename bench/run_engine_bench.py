@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Benchmark IMAPCopy's engine against mbsync on the same machine, in the same run.
+
+Starts two private Dovecot servers (tests/support/dovecot.py), uploads a seeded corpus to a
+source account, then for each copier: copies into a fresh destination account, timed, with its
+peak RSS (/usr/bin/time), verifies the copy (tests/support/mail.py: per-folder multisets of
+bytes hash + flags + INTERNALDATE) and times a no-op rerun.
+
+    .venv/bin/python bench/run_engine_bench.py                 # both corpora
+    .venv/bin/python bench/run_engine_bench.py --corpus big    # 5,000 msgs / ~160 MB only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support import mail  # noqa: E402
+from tests.support.dovecot import DovecotServer, Profile, User  # noqa: E402
+
+CORPORA = {
+    # ~5,000 messages / ~160 MB: mostly 1-20 kB text, 2% with 200 kB - 1.6 MB attachments
+    "big": dict(seed=1, messages=5000, sizes=range(1000, 20000, 500), attachments=(0.02, 200_000, 1_600_000),
+                duplicate_every=100),
+    # 20,000 small messages
+    "small": dict(seed=2, messages=20000, sizes=range(500, 4000, 250), duplicate_every=100),
+}  # fmt: skip
+
+
+def account(server: DovecotServer, user: User) -> mail.Account:
+    return mail.Account("127.0.0.1", server.port, user.login, user.password)
+
+
+def timed(cmd: list[str], env: dict) -> tuple[float, float, subprocess.CompletedProcess]:
+    """-> (wall seconds, peak RSS MB, process)"""
+    started = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], env=env, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    lines = proc.stderr.strip().splitlines()
+    rss = int(lines[-1]) / 1024 if lines and lines[-1].isdigit() else float("nan")
+    return wall, rss, proc
+
+
+def engine_cmd(src: mail.Account, dst: mail.Account, state: Path) -> tuple[list[str], dict]:
+    env = dict(os.environ, IMAPCOPY_SOURCE_PASSWORD=src.password, IMAPCOPY_DEST_PASSWORD=dst.password)
+    return [
+        sys.executable, "-m", "apps.sync.engine.cli", "-q",
+        f"imap+plain://{src.login}@{src.host}:{src.port}", f"imap+plain://{dst.login}@{dst.host}:{dst.port}",
+        "--state", str(state),
+    ], env  # fmt: skip
+
+
+def mbsync_cmd(src: mail.Account, dst: mail.Account, workdir: Path) -> tuple[list[str], dict]:
+    (workdir / "syncstate").mkdir(parents=True, exist_ok=True)
+    rc = workdir / "mbsyncrc"
+    accounts = "".join(
+        f"IMAPAccount {n}\nHost {a.host}\nPort {a.port}\nUser {a.login}\nPass {a.password}\n"
+        f"SSLType None\nAuthMechs LOGIN\n\nIMAPStore {n}-store\nAccount {n}\n\n"
+        for n, a in (("src", src), ("dst", dst))
+    )
+    rc.write_text(
+        accounts + "Channel copy\nFar :src-store:\nNear :dst-store:\nPatterns *\nCreate Near\n"
+        "Remove None\nExpunge None\nSync Pull\nCopyArrivalDate yes\n"
+        f"SyncState {workdir}/syncstate/\n"
+    )
+    rc.chmod(0o600)
+    return ["mbsync", "-q", "-c", str(rc), "copy"], dict(os.environ)
+
+
+def verify(src_snapshot, dst: mail.Account) -> list[str]:
+    return mail.compare(src_snapshot, mail.snapshot(dst))
+
+
+def bench_corpus(name: str, src_server: DovecotServer, dst_server: DovecotServer, work: Path) -> dict:
+    spec = CORPORA[name]
+    src = account(src_server, src_server.new_user())
+    t0 = time.perf_counter()
+    mails = mail.build_corpus(folders=mail.DEFAULT_FOLDERS, **spec)
+    mail.upload_fast(src, mails, mail.DEFAULT_FOLDERS)
+    n, nbytes = len(mails), sum(len(m.body) for m in mails)
+    del mails
+    print(f"[{name}] corpus: {n} messages, {nbytes / 1e6:.1f} MB, uploaded in {time.perf_counter() - t0:.1f}s",
+          flush=True)  # fmt: skip
+    src_snapshot = mail.snapshot(src)
+    results = {"corpus": name, "messages": n, "mb": round(nbytes / 1e6, 1)}
+    for copier in ("mbsync", "imapcopy"):
+        dst = account(dst_server, dst_server.new_user())
+        state_dir = work / f"{name}-{copier}"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        if copier == "mbsync":
+            cmd, env = mbsync_cmd(src, dst, state_dir)
+        else:
+            cmd, env = engine_cmd(src, dst, state_dir / "state.json")
+        wall, rss, proc = timed(cmd, env)
+        problems = verify(src_snapshot, dst)
+        rerun_wall, _, rerun = timed(cmd, env)
+        problems_after = verify(src_snapshot, dst)
+        r = {
+            "wall_s": round(wall, 2), "msgs_per_s": round(n / wall, 1), "mb_per_s": round(nbytes / 1e6 / wall, 2),
+            "peak_rss_mb": round(rss, 1), "rc": proc.returncode, "verify_ok": not problems,
+            "problems": problems[:5], "rerun_s": round(rerun_wall, 2), "rerun_rc": rerun.returncode,
+            "rerun_verify_ok": not problems_after,
+        }  # fmt: skip
+        if proc.returncode not in (0,) and copier == "imapcopy":
+            r["stderr"] = proc.stderr[-2000:]
+        results[copier] = r
+        print(f"[{name}] {copier}: {r['msgs_per_s']} msgs/s, {r['mb_per_s']} MB/s, peak RSS {r['peak_rss_mb']} MB, "
+              f"verify {'ok' if r['verify_ok'] else problems[:3]}, no-op rerun {r['rerun_s']}s "
+              f"(verify {'ok' if r['rerun_verify_ok'] else 'FAILED'})", flush=True)  # fmt: skip
+    results["ratio"] = round(results["imapcopy"]["msgs_per_s"] / results["mbsync"]["msgs_per_s"], 2)
+    print(f"[{name}] imapcopy / mbsync = {results['ratio']}x", flush=True)
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", choices=[*CORPORA, "all"], default="all")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    if not shutil.which("mbsync"):
+        print("mbsync not found (apt-get install isync)", file=sys.stderr)
+        return 2
+    names = list(CORPORA) if args.corpus == "all" else [args.corpus]
+    all_results = []
+    with tempfile.TemporaryDirectory(prefix="imapcopy-bench-") as tmp, \
+            DovecotServer(Profile.bench(), pool_size=8) as src_server, \
+            DovecotServer(Profile.bench(), pool_size=8) as dst_server:  # fmt: skip
+        for name in names:
+            all_results.append(bench_corpus(name, src_server, dst_server, Path(tmp)))
+    print(json.dumps(all_results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(all_results, indent=1))
+    ok = all(r["imapcopy"]["verify_ok"] and r["imapcopy"]["rerun_verify_ok"] for r in all_results)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
