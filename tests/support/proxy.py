@@ -9,13 +9,14 @@ import threading
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to target; drop_connections() resets all open connections.
 
-    drop_after_bytes: once that many bytes went server -> client in total, drop everything once.
+    drop_after_bytes: once that many bytes went through (both directions, all connections),
+    drop everything, once.
     """
 
     def __init__(self, target_host: str, target_port: int, drop_after_bytes: int | None = None) -> None:
         self.target = (target_host, target_port)
         self.drop_after_bytes = drop_after_bytes
-        self.bytes_down = 0
+        self.bytes_total = 0
         self.drops = 0
         self.connections = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -63,26 +64,25 @@ class TcpProxy:
             with self._lock:
                 self._sockets.update((client, upstream))
                 self.connections += 1
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, downstream: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
                 dst.sendall(data)
-                if downstream:
-                    trigger = False
-                    with self._lock:
-                        self.bytes_down += len(data)
-                        if self.drop_after_bytes is not None and self.bytes_down >= self.drop_after_bytes:
-                            self.drop_after_bytes = None
-                            trigger = True
-                    if trigger:
-                        self.drop_connections()
-                        return
+                trigger = False
+                with self._lock:
+                    self.bytes_total += len(data)
+                    if self.drop_after_bytes is not None and self.bytes_total >= self.drop_after_bytes:
+                        self.drop_after_bytes = None
+                        trigger = True
+                if trigger:
+                    self.drop_connections()
+                    return
         except OSError:
             pass
         finally:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,6 +36,7 @@ from .pipeline import (
     Reader,
     ReaderFailed,
     Skip,
+    _Stopped,
     fetch_fingerprints,
     header_summary,
 )
@@ -89,9 +92,18 @@ class _CopyRun:
         self._last_progress = 0.0
         self._sessions: list[Session] = []
         self._connected_once = False
+        self._stop = threading.Event()
+        self._workers: set[int | None] = set()
+        self._calls: queue.Queue = queue.Queue()
+        self._counter_lock = threading.Lock()
+        self._source_limiter = RateLimiter(source.max_messages_per_second, source.max_bytes_per_second)
+        self._dest_limiter = RateLimiter(destination.max_messages_per_second, destination.max_bytes_per_second)
 
     # ----------------------------------------------------------------- reporting
     def event(self, kind: str, folder: str | None = None, **detail) -> None:
+        if self._on_event is not None and threading.get_ident() in self._workers:
+            self._call(lambda: self.event(kind, folder, **detail))
+            return
         if self._on_event is not None:
             try:
                 self._on_event(Event(kind, folder, detail))
@@ -99,8 +111,8 @@ class _CopyRun:
                 log.exception("on_event callback failed")
 
     def progress(self, force: bool = False) -> None:
-        if self._on_progress is None:
-            return
+        if self._on_progress is None or threading.get_ident() in self._workers:
+            return  # the supervising thread reports progress
         now = time.monotonic()
         if not force and now - self._last_progress < self.options.progress_interval:
             return
@@ -125,7 +137,8 @@ class _CopyRun:
         )
 
     def save(self, ck: FolderCheckpoint) -> None:
-        self.store.save(ck)
+        # A copy: the worker keeps mutating its checkpoint while the store persists this state.
+        self._call(self.store.save, dataclasses.replace(ck))
 
     def check_cancel(self) -> None:
         if self._should_cancel():
@@ -325,6 +338,7 @@ class _CopyRun:
         dstate = dst.select(plan.dest_raw, readonly=False)
         plan.keep_flag = _flag_filter(dstate.permanent_flags)
         task = FolderTask(plan, ck, st["UIDVALIDITY"], st.get("UIDNEXT", 0), start_uid=1)
+        task.size_hint = st.get("SIZE") or st.get("MESSAGES", 0)
         source_same = ck.uidvalidity == st["UIDVALIDITY"]
         dest_same = ck.dest_uidvalidity == dstate.uidvalidity
         if source_same and dest_same:
@@ -363,33 +377,116 @@ class _CopyRun:
         return task
 
     # ----------------------------------------------------------------- pipeline
+    def _parallelism(self, folders: int) -> int:
+        n = max(1, min(self.options.parallelism, folders))
+        for endpoint in (self.source, self.destination):
+            if endpoint.max_connections:
+                n = min(n, endpoint.max_connections)
+        return n
+
     def _pipeline(self, src: Session, dst: Session, tasks: list[FolderTask]) -> None:
+        """Run 1..parallelism reader/writer pairs over the folders, biggest folders first.
+
+        Each folder is handled by exactly one pair, so its checkpoint advances in order.  The
+        workers hand every callback (save, on_event, on_progress) to this thread, so the caller's
+        callbacks always run on the thread that called copy_mailbox().
+        """
+        pairs = [(src, dst)]
+        for _ in range(self._parallelism(len(tasks)) - 1):
+            extra_src = connect(self.source, "source")
+            self._sessions.append(extra_src)
+            extra_dst = connect(self.destination, "destination")
+            self._sessions.append(extra_dst)
+            pairs.append((extra_src, extra_dst))
+        todo: queue.Queue = queue.Queue()
+        for task in sorted(tasks, key=lambda t: -t.size_hint):
+            todo.put(task)
+        self._stop.clear()
+        errors: list[BaseException] = []
+
+        def work(pair_src: Session, pair_dst: Session) -> None:
+            self._workers.add(threading.get_ident())  # from now on, callbacks go through _call
+            try:
+                self._run_pair(pair_src, pair_dst, todo)
+            except BaseException as exc:
+                errors.append(exc)
+                self._stop.set()
+
+        threads = [
+            threading.Thread(target=work, args=pair, name=f"imapcopy-writer-{i}") for i, pair in enumerate(pairs)
+        ]
+        self._workers = set()
+        for t in threads:
+            t.start()
+        cancelled = False
+        while any(t.is_alive() for t in threads):
+            if not cancelled and self._should_cancel():
+                cancelled = True
+                self._stop.set()
+            self._serve_calls(0.1)
+            self.progress()
+        for t in threads:
+            t.join()
+        self._serve_calls(0)
+        self._workers = set()
+        real = [e for e in errors if not isinstance(e, (Cancelled, _Stopped))]
+        fatal = [e for e in real if not isinstance(e, TransientError)]
+        if fatal or real:
+            raise (fatal or real)[0]
+        if cancelled:
+            raise Cancelled
+
+    # Callbacks requested by worker threads, run here on the caller's thread.
+    def _call(self, fn, *args):
+        if threading.get_ident() not in self._workers:
+            return fn(*args)
+        done = threading.Event()
+        box: list = [None, None]
+        self._calls.put((fn, args, box, done))
+        done.wait()
+        if box[1] is not None:
+            raise box[1]
+        return box[0]
+
+    def _serve_calls(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fn, args, box, done = self._calls.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return
+            try:
+                box[0] = fn(*args)
+            except BaseException as exc:
+                box[1] = exc
+            done.set()
+
+    def _run_pair(self, src: Session, dst: Session, todo: queue.Queue) -> None:
         opts = self.options
         limits = [x for x in (opts.max_message_bytes, dst.append_limit) if x]
         budget = ByteBudget(2 * opts.batch_bytes)
         out: queue.Queue = queue.Queue(maxsize=256)
         reader = Reader(
             src,
-            tasks,
+            todo,
             out,
             budget,
             opts.batch_bytes,
             min(limits) if limits else None,
-            RateLimiter(self.source.max_messages_per_second, self.source.max_bytes_per_second),
-            lambda side, slept: self.event("throttled", self.current_folder, side=side, wait_seconds=round(slept, 1)),
+            self._source_limiter,
+            lambda side, slept: self.event("throttled", None, side=side, wait_seconds=round(slept, 1)),
         )
-        dest_limiter = RateLimiter(self.destination.max_messages_per_second, self.destination.max_bytes_per_second)
         appender = Appender(dst)
         reader.start()
         current: FolderTask | None = None
         clean_exit = False
         try:
             while True:
-                self.check_cancel()
+                if self._stop.is_set():
+                    raise _Stopped
                 try:
                     item = out.get(timeout=0.2)
                 except queue.Empty:
-                    self.progress()
                     continue
                 if item is None:
                     break
@@ -398,28 +495,28 @@ class _CopyRun:
                 if isinstance(item, FolderBegin):
                     current = item.task
                     self.current_folder = current.plan.source.name
-                    self.event("folder_started", self.current_folder, destination=current.plan.dest_name)
+                    self.event("folder_started", current.plan.source.name, destination=current.plan.dest_name)
                 elif isinstance(item, AlreadyPresent):
                     ck = item.task.checkpoint
                     ck.messages_copied += item.count
                     ck.bytes_copied += item.nbytes
-                    self.event("already_present", self.current_folder, messages=item.count)
+                    self.event("already_present", item.task.plan.source.name, messages=item.count)
                 elif isinstance(item, Skip):
                     self._record_skip(item)
                 elif isinstance(item, Batch):
                     try:
-                        slept = dest_limiter.wait(len(item.messages), item.nbytes)
+                        slept = self._dest_limiter.wait(len(item.messages), item.nbytes)
                         if slept > 0.5:
                             self.event(
-                                "throttled", self.current_folder, side="destination", wait_seconds=round(slept, 1)
-                            )
+                                "throttled", item.task.plan.source.name, side="destination",
+                                wait_seconds=round(slept, 1),
+                            )  # fmt: skip
                         self._write_batch(dst, appender, item)
                     finally:
                         budget.release(item.nbytes)
                 elif isinstance(item, FolderEnd):
                     self._finish_folder(dst, appender, item.task)
                     current = None
-                self.progress()
             clean_exit = True
         finally:
             reader.stop.set()
@@ -451,17 +548,20 @@ class _CopyRun:
         nbytes = sum(len(m.body) for m in outcome.appended)
         ck.messages_copied += copied
         ck.bytes_copied += nbytes
-        self.copied_this_run += copied
-        self.bytes_this_run += nbytes
-        new_keywords = outcome.dropped_keywords - self.dropped_keywords
-        if new_keywords:
+        with self._counter_lock:
+            self.copied_this_run += copied
+            self.bytes_this_run += nbytes
+        with self._counter_lock:
+            new_keywords = outcome.dropped_keywords - self.dropped_keywords
             self.dropped_keywords |= new_keywords
+        if new_keywords:
             self.event("keyword_dropped", task.plan.source.name, keywords=sorted(new_keywords))
         for msg in outcome.too_large:
             self._record_skip(Skip(task, msg.uid, len(msg.body), "rejected_too_large", *header_summary(msg.body)))
         for msg, reason in outcome.failed:
             ck.messages_failed += 1
-            self.failed_this_run += 1
+            with self._counter_lock:
+                self.failed_this_run += 1
             date, subject = header_summary(msg.body)
             self.event(
                 "message_failed",

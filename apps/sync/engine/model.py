@@ -42,6 +42,9 @@ class CopyOptions:
     error_budget: int = 100
     batch_bytes: int = 8 * 1024 * 1024
     progress_interval: float = 1.0
+    # Folders copied at once, each over its own source + destination connection (capped by the
+    # endpoints' max_connections).  The destination server's per-connection work is the usual limit.
+    parallelism: int = 2
 
 
 @dataclass

@@ -48,6 +48,7 @@ class FolderTask:
     # with UIDs in [start_uid, reconcile_upto] (None = all of them).
     present: Counter | None = None
     reconcile_upto: int | None = None
+    size_hint: int = 0  # bytes (or messages) to copy, to hand out the biggest folders first
 
 
 # Items the reader hands to the writer, in order.
@@ -120,6 +121,7 @@ class RateLimiter:
 
     def __init__(self, messages_per_second: float | None, bytes_per_second: float | None) -> None:
         self.mps, self.bps = messages_per_second, bytes_per_second
+        self._lock = threading.Lock()
         self.start = time.monotonic()
         self.messages = 0
         self.bytes = 0
@@ -132,13 +134,14 @@ class RateLimiter:
         """Account for work about to be done; sleep as needed; return seconds slept."""
         if not self.active:
             return 0.0
-        self.messages += messages
-        self.bytes += nbytes
-        due = 0.0
-        if self.mps:
-            due = max(due, self.messages / self.mps)
-        if self.bps:
-            due = max(due, self.bytes / self.bps)
+        with self._lock:  # shared by the parallel pipelines of one endpoint
+            self.messages += messages
+            self.bytes += nbytes
+            due = 0.0
+            if self.mps:
+                due = max(due, self.messages / self.mps)
+            if self.bps:
+                due = max(due, self.bytes / self.bps)
         delay = self.start + due - time.monotonic()
         slept = 0.0
         while delay > 0:
@@ -254,7 +257,7 @@ class Reader(threading.Thread):
     def __init__(
         self,
         session: Session,
-        tasks: list[FolderTask],
+        tasks: queue.Queue,
         out: queue.Queue,
         budget: ByteBudget,
         batch_bytes: int,
@@ -285,7 +288,12 @@ class Reader(threading.Thread):
 
     def run(self) -> None:
         try:
-            for task in self.tasks:
+            # Folders come from a queue shared with the other pipelines: take the next one free.
+            while True:
+                try:
+                    task = self.tasks.get_nowait()
+                except queue.Empty:
+                    break
                 self._read_folder(task)
             self._put(None)
         except _Stopped:
