@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "apps.mailboxes",
     "apps.sync",
     "apps.selfservice",
+    "apps.demo",
 ]
 
 MIDDLEWARE = [

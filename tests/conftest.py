@@ -51,6 +51,17 @@ def pytest_unconfigure(config):
         _private_redis.wait(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def _english_between_tests():
+    """A request through LocaleMiddleware leaves its language active in the thread, and
+    reverse() would then build /fr/ URLs in the next test: start each test in English."""
+    from django.utils import translation
+
+    translation.activate("en")
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def redis_connection():
     import django_rq

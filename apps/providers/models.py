@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -90,6 +91,15 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def display_name(self) -> str:
+        # A seeded name ("Other") reads in the customer's language; a staff-made one as typed.
+        return gettext(self.name) if self.name else ""
+
+    @property
+    def display_help_text(self) -> str:
+        return gettext(self.help_text) if self.help_text else ""
 
     @property
     def customer_types_host(self) -> bool:

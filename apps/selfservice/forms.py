@@ -16,7 +16,7 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 class ProviderChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, provider: Provider) -> str:
-        return provider.name
+        return provider.display_name
 
 
 class AccountForm(forms.Form):

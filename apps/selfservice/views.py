@@ -11,7 +11,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import formats
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
@@ -24,6 +24,7 @@ from apps.sync import services
 from apps.sync.error_messages import SIDE_MESSAGES, error_message
 from apps.sync.models import JobStatus, SyncJob
 
+QUEUED_HINT = gettext_lazy("The copy has not started yet, please wait.")
 SESSION_KEYS = {"source": "source_account_id", "destination": "destination_account_id"}
 STATUS_SALT = "imapcopy.status-link"
 
@@ -83,7 +84,7 @@ def _account_step(request, role: str):
             new_account.delete()  # nothing to keep from a failed test, least of all a password
             message = error_message(outcome.error_code)
             if outcome.error_code == "auth_failed" and data["provider"].help_text:
-                message = f"{message} {data['provider'].help_text}"
+                message = f"{message} {data['provider'].display_help_text}"
             form.add_error(None, message)
             return render(request, template, {"form": form, "role": role, "error_code": outcome.error_code})
     else:
@@ -168,6 +169,7 @@ def job_state(job: SyncJob) -> dict:
         "error": error_message(job.error_code) if job.status == JobStatus.FAILED else "",
         "error_side": str(SIDE_MESSAGES.get(job.error_side, "")) if job.status == JobStatus.FAILED else "",
         "eta": "",
+        "hint": str(QUEUED_HINT) if job.status == JobStatus.QUEUED else "",
     }
     if job.status == JobStatus.RUNNING and job.started_at and job.percent_done >= 1:
         from django.utils import timezone
