@@ -47,6 +47,7 @@ class Profile:
     quota: bool = False  # load the quota plugin (per-user limits via new_user(quota_bytes=...))
     max_keyword_length: int = 50
     layout: str = ""  # "fs" allows '.' in folder names (Maildir++ refuses them)
+    max_connections_per_user: int = 100
     fsync: str = "never"  # tests do not need durability; benchmarks use "optimized" (Dovecot's default)
     append_limit: int | None = None  # advertise APPENDLIMIT=n and enforce it (quota_max_mail_size)
     extra_config: str = ""
@@ -374,7 +375,7 @@ userdb {{
   args = username_format=%u {d}/passwd
 }}
 protocol imap {{
-  mail_max_userip_connections = 100
+  mail_max_userip_connections = {p.max_connections_per_user}
   mail_plugins = $mail_plugins {"imap_quota" if p.quota else ""}
 }}
 service imap-login {{

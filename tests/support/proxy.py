@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 
 
 class TcpProxy:
@@ -13,8 +14,15 @@ class TcpProxy:
     drop everything, once.
     """
 
-    def __init__(self, target_host: str, target_port: int, drop_after_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        drop_after_bytes: int | None = None,
+        rewrite_down: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         self.target = (target_host, target_port)
+        self.rewrite_down = rewrite_down  # applied to each chunk going server -> client
         self.drop_after_bytes = drop_after_bytes
         self.bytes_total = 0
         self.drops = 0
@@ -64,16 +72,16 @@ class TcpProxy:
             with self._lock:
                 self._sockets.update((client, upstream))
                 self.connections += 1
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, self.rewrite_down), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, rewrite: Callable[[bytes], bytes] | None) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data)
+                dst.sendall(rewrite(data) if rewrite else data)
                 trigger = False
                 with self._lock:
                     self.bytes_total += len(data)

@@ -97,7 +97,7 @@ def classify_os_error(exc: BaseException, side: str | None) -> EngineError:
     return EngineError(ErrorCode.PROTOCOL_ERROR, f"unexpected reply ({type(exc).__name__})", side)
 
 
-def connect(endpoint: Endpoint, side: str) -> Session:
+def connect(endpoint: Endpoint, side: str | None) -> Session:
     """Connect, secure and log in; raise EngineError with the matching code."""
     context = _ssl_context(endpoint)
     try:
@@ -179,7 +179,7 @@ class Completion:
 class Session:
     """A logged-in connection with raw helpers for pipelined commands."""
 
-    def __init__(self, client: imapclient.IMAPClient, side: str, capabilities: set[str]) -> None:
+    def __init__(self, client: imapclient.IMAPClient, side: str | None, capabilities: set[str]) -> None:
         self.client = client
         self.side = side
         self.capabilities = capabilities

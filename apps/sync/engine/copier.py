@@ -26,6 +26,7 @@ from .model import (
 )
 from .pipeline import (
     AlreadyPresent,
+    AppendDesync,
     Appender,
     Batch,
     ByteBudget,
@@ -92,6 +93,9 @@ class _CopyRun:
         self._last_progress = 0.0
         self._sessions: list[Session] = []
         self._connected_once = False
+        # Set once a destination answered a MULTIAPPEND for fewer messages than sent: from then
+        # on (retries included) append one message at a time with synchronizing literals.
+        self._careful_appends = False
         self._stop = threading.Event()
         self._workers: set[int | None] = set()
         self._calls: queue.Queue = queue.Queue()
@@ -159,6 +163,8 @@ class _CopyRun:
                     break
                 except TransientError as exc:
                     self._close_all()
+                    if isinstance(exc, AppendDesync):
+                        self._careful_appends = True
                     if not self._connected_once:
                         raise  # a server that cannot be reached at all: report it now
                     if self.copied_this_run + len(self.skipped) + self.failed_this_run > before:
@@ -260,7 +266,10 @@ class _CopyRun:
             ck.destination_name = plan.dest_name
             ck.messages_total = st.get("MESSAGES", 0)
             if "UIDVALIDITY" not in st:
-                raise EngineError(ErrorCode.PROTOCOL_ERROR, f"STATUS failed for {plan.source.name}", "source")
+                # Deleted or made unreadable since LIST: report it, copy the rest.
+                self.event("error", plan.source.name, code=ErrorCode.PROTOCOL_ERROR.value, side="source",
+                           detail="the folder could not be opened (STATUS failed)")  # fmt: skip
+                continue
             unchanged = (
                 ck.done
                 and ck.uidvalidity == st["UIDVALIDITY"]
@@ -393,11 +402,17 @@ class _CopyRun:
         """
         pairs = [(src, dst)]
         for _ in range(self._parallelism(len(tasks)) - 1):
-            extra_src = connect(self.source, "source")
-            self._sessions.append(extra_src)
-            extra_dst = connect(self.destination, "destination")
-            self._sessions.append(extra_dst)
-            pairs.append((extra_src, extra_dst))
+            try:
+                extra_src = connect(self.source, "source")
+                self._sessions.append(extra_src)
+                extra_dst = connect(self.destination, "destination")
+                self._sessions.append(extra_dst)
+                pairs.append((extra_src, extra_dst))
+            except EngineError as exc:
+                # Typically a per-user connection limit: carry on with the connections we have.
+                self.event("throttled", None, side=exc.side, reason="connection_limit", detail=exc.detail,
+                           connections=len(pairs))  # fmt: skip
+                break
         todo: queue.Queue = queue.Queue()
         for task in sorted(tasks, key=lambda t: -t.size_hint):
             todo.put(task)
@@ -476,7 +491,7 @@ class _CopyRun:
             self._source_limiter,
             lambda side, slept: self.event("throttled", None, side=side, wait_seconds=round(slept, 1)),
         )
-        appender = Appender(dst)
+        appender = Appender(dst, careful=self._careful_appends)
         reader.start()
         current: FolderTask | None = None
         clean_exit = False

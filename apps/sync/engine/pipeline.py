@@ -395,12 +395,12 @@ def format_flags(flags: list[bytes]) -> bytes:
 class Appender:
     """MULTIAPPEND with LITERAL+ where offered, falling back message by message."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, careful: bool = False) -> None:
         self.session = session
         self.multiappend = session.has("MULTIAPPEND")
         self.literal_plus = session.has("LITERAL+")
         self.uidplus = session.has("UIDPLUS")
-        self.careful = False  # set after a desync: one message per APPEND, synchronizing literals
+        self.careful = careful  # after a desync: one message per APPEND, synchronizing literals
         self.refused_keywords: set[bytes] = set()
 
     def append(self, mailbox: bytes, messages: list[Message], keep_flag) -> AppendOutcome:
@@ -411,6 +411,7 @@ class Appender:
             if done.ok:
                 if self.uidplus and uids is not None and len(uids) != len(prepared):
                     self.careful = True
+                    # The caller reconnects; what did land is in the window reconciled on resume.
                     raise AppendDesync(ErrorCode.NETWORK_ERROR, "MULTIAPPEND answered partially", "destination")
                 outcome.appended.extend(m for m, _ in prepared)
                 outcome.dest_uids.extend(uids or [])

@@ -9,7 +9,7 @@ from .model import Endpoint, MailboxSummary
 
 def probe_account(endpoint: Endpoint) -> MailboxSummary:
     """Log in, LIST, STATUS every folder; raises EngineError with the matching code."""
-    session = connect(endpoint, "source")
+    session = connect(endpoint, None)
     try:
         listing = list_folders(session)
         names = [f.raw for f in listing.folders if f.selectable]

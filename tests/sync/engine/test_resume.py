@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,9 +20,10 @@ from apps.sync.engine import (
     copy_mailbox,
 )
 from tests.support import mail
+from tests.support.dovecot import DovecotServer, Profile
 from tests.support.proxy import TcpProxy
 
-from .conftest import DOT_TO_SLASH
+from .conftest import DOT_TO_SLASH, new_box
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -131,13 +133,18 @@ def test_cancel_leaves_resumable_state(src, dst, tmp_path):
     mails = mail.build_corpus(seed=28, messages=150, sizes=(0, 5000))
     mail.upload(src.account, mails, mail.DEFAULT_FOLDERS)
     store = JsonFileCheckpointStore(tmp_path / "state.json")
-    started = time.monotonic()
-    cancel_at = started + 0.4
+    asked_at: list[float] = []
+
+    def on_progress(p) -> None:
+        if p.messages_copied >= 20 and not asked_at:
+            asked_at.append(time.monotonic())
+
     slow_source = src.endpoint(max_messages_per_second=100)
     result = copy_mailbox(
-        slow_source, dst.endpoint(), options=CopyOptions(batch_bytes=16 * 1024),
-        checkpoints=store, should_cancel=lambda: time.monotonic() > cancel_at,
+        slow_source, dst.endpoint(), options=CopyOptions(batch_bytes=16 * 1024, progress_interval=0.05),
+        checkpoints=store, on_progress=on_progress, should_cancel=lambda: bool(asked_at),
     )  # fmt: skip
+    cancel_at = asked_at[0]
     assert result.status == "cancelled"
     assert result.error_code == "cancelled"
     assert time.monotonic() - cancel_at < 3.0
@@ -159,3 +166,40 @@ def test_tls_resume_through_starttls(src, dst):
         )  # fmt: skip
         assert result.status == "finished"
     assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+
+
+def test_throttling_answer_backs_off_and_goes_on(src, dst):
+    mail.upload(src.account, mail.build_corpus(seed=30, messages=20, folders=[("INBOX",), ("Projects",)]))
+    answered = []
+
+    def throttle_first_examine(chunk: bytes) -> bytes:
+        # A Microsoft-style refusal of the first EXAMINE (read-only, so nothing is lost).
+        if not answered and b"OK [READ-ONLY]" in chunk:
+            answered.append(True)
+            return re.sub(rb"(X\d+) OK \[READ-ONLY\][^\r\n]*", rb"\1 NO [UNAVAILABLE] Request is throttled", chunk)
+        return chunk
+
+    events = []
+    with TcpProxy("127.0.0.1", src.server.port, rewrite_down=throttle_first_examine) as proxy:
+        source = dataclasses.replace(src.endpoint(), port=proxy.port)
+        result = copy_mailbox(
+            source, dst.endpoint(), options=CopyOptions(), checkpoints=MemoryCheckpointStore(), on_event=events.append
+        )
+    assert answered
+    assert result.status == "finished", result
+    assert any(e.kind == "throttled" for e in events)
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+
+
+def test_connection_limit_falls_back_to_one_connection(src):
+    with DovecotServer(Profile(name="one", max_connections_per_user=1)) as server:
+        box = new_box(server)
+        mail.upload(src.account, mail.build_corpus(seed=31, messages=30, folders=[("INBOX",), ("Projects",)]))
+        events = []
+        result = copy_mailbox(
+            src.endpoint(), box.endpoint(), options=CopyOptions(parallelism=2),
+            checkpoints=MemoryCheckpointStore(), on_event=events.append,
+        )  # fmt: skip
+        assert result.status == "finished", result
+        assert any(e.kind == "throttled" and e.detail.get("reason") == "connection_limit" for e in events)
+        assert mail.compare(mail.snapshot(src.account), mail.snapshot(box.account)) == []
