@@ -32,13 +32,16 @@ from .pipeline import (
     ByteBudget,
     FolderBegin,
     FolderEnd,
+    FolderSplit,
     FolderTask,
     RateLimiter,
     Reader,
     ReaderFailed,
+    Segment,
     Skip,
     _Stopped,
     fetch_fingerprints,
+    fetch_sizes,
     header_summary,
 )
 
@@ -285,6 +288,7 @@ class _CopyRun:
             tasks.append(self._prepare(dst, plan, ck, st))
         self.progress(force=True)
         if tasks:
+            tasks = self._split_big_folders(src, tasks)
             self._pipeline(src, dst, tasks)
         self.check_cancel()
 
@@ -386,6 +390,50 @@ class _CopyRun:
         return task
 
     # ----------------------------------------------------------------- pipeline
+    def _split_big_folders(self, src: Session, tasks: list[FolderTask]) -> list[FolderTask]:
+        """Cut folders much bigger than their share into UID-range segments, so that parallel
+        pipelines are not left idle while one of them copies a huge INBOX."""
+        n = self._parallelism(len(tasks) * 8)
+        if n < 2:
+            return tasks
+        total = sum(t.size_hint for t in tasks)
+        target = max(total / (n * 3), 4 * self.options.batch_bytes)
+        out: list[FolderTask] = []
+        for task in tasks:
+            # A folder being reconciled keeps its simpler one-pipeline path.
+            if task.present is not None or task.size_hint < 1.5 * target:
+                out.append(task)
+                continue
+            src.select(task.plan.source.raw, readonly=True)
+            sizes = fetch_sizes(src, task.start_uid)
+            pieces = min(8, max(1, round(sum(size for _, size in sizes) / target)))
+            if pieces < 2 or len(sizes) < 2 * pieces:
+                out.append(task)
+                continue
+            per_piece = sum(size for _, size in sizes) / pieces
+            segments: list[Segment] = []
+            current: list[tuple[int, int]] = []
+            acc = 0
+            for uid, size in sizes:
+                current.append((uid, size))
+                acc += size
+                if acc >= per_piece and len(segments) < pieces - 1:
+                    segments.append(Segment(lo=0, hi=uid, sizes=current))
+                    current, acc = [], 0
+            if current:
+                segments.append(Segment(lo=0, hi=current[-1][0], sizes=current))
+            lo = task.start_uid - 1
+            for seg in segments:
+                seg.lo = seg.confirmed = lo
+                lo = seg.hi
+            split = FolderSplit(task.start_uid, segments)
+            log.info("copying folder %s in %d parallel parts", task.plan.source.name, len(segments))
+            for seg in segments:
+                out.append(
+                    dataclasses.replace(task, segment=seg, split=split, size_hint=sum(sz for _, sz in seg.sizes))
+                )
+        return out
+
     def _parallelism(self, folders: int) -> int:
         n = max(1, min(self.options.parallelism, folders))
         for endpoint in (self.source, self.destination):
@@ -510,7 +558,10 @@ class _CopyRun:
                 if isinstance(item, FolderBegin):
                     current = item.task
                     self.current_folder = current.plan.source.name
-                    self.event("folder_started", current.plan.source.name, destination=current.plan.dest_name)
+                    if current.split is None or not current.split.started:
+                        if current.split is not None:
+                            current.split.started = True
+                        self.event("folder_started", current.plan.source.name, destination=current.plan.dest_name)
                 elif isinstance(item, AlreadyPresent):
                     ck = item.task.checkpoint
                     ck.messages_copied += item.count
@@ -550,8 +601,15 @@ class _CopyRun:
             outcome = appender.append(task.plan.dest_raw, batch.messages, task.plan.keep_flag)
         else:
             outcome = None
-        ck.last_uid = batch.max_uid
-        if task.present is None:
+        if task.split is not None:
+            # Other pipelines copy other parts of this folder: advance to the common watermark
+            # and leave dest_uidnext where the folder started, so a crash window covers them all.
+            with task.split.lock:
+                task.segment.confirmed = batch.max_uid
+                ck.last_uid = max(ck.last_uid, task.split.watermark())
+        else:
+            ck.last_uid = batch.max_uid
+        if task.present is None and task.split is None:
             ck.pending_uid = ck.last_uid
             if outcome and outcome.dest_uids:
                 ck.dest_uidnext = max(outcome.dest_uids) + 1
@@ -615,10 +673,18 @@ class _CopyRun:
 
     def _finish_folder(self, dst: Session, appender: Appender, task: FolderTask) -> None:
         ck = task.checkpoint
+        if task.split is not None:
+            with task.split.lock:
+                task.segment.done = True
+                ck.last_uid = max(ck.last_uid, task.split.watermark())
+                last_piece = all(seg.done for seg in task.split.segments)
+            if not last_piece:
+                self.save(ck)
+                return
         ck.last_uid = max(ck.last_uid, task.source_uidnext - 1)
         ck.pending_uid = ck.last_uid
         ck.source_uidnext = task.source_uidnext
-        if task.present is not None:
+        if task.present is not None or task.split is not None:
             ck.dest_uidnext = self._dest_uidnext(dst, task) or ck.dest_uidnext
         ck.done = True
         self.save(ck)

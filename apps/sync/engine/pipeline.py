@@ -38,6 +38,36 @@ class Message:
 
 
 @dataclass
+class Segment:
+    """A UID range of a big folder, copied by one pipeline while others copy the rest."""
+
+    lo: int  # exclusive
+    hi: int  # inclusive
+    sizes: list[tuple[int, int]]
+    confirmed: int = 0  # every UID of this segment <= confirmed is on the destination
+    done: bool = False
+
+
+@dataclass
+class FolderSplit:
+    """Shared by the segments of one folder: where the folder's checkpoint may advance to."""
+
+    start_uid: int
+    segments: list[Segment]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    started: bool = False
+
+    def watermark(self) -> int:
+        """Highest UID below which every segment is confirmed (call with the lock held)."""
+        mark = self.start_uid - 1
+        for seg in self.segments:
+            if not seg.done:
+                return max(mark, seg.confirmed)
+            mark = seg.hi
+        return mark
+
+
+@dataclass
 class FolderTask:
     plan: FolderPlan
     checkpoint: FolderCheckpoint
@@ -49,6 +79,8 @@ class FolderTask:
     present: Counter | None = None
     reconcile_upto: int | None = None
     size_hint: int = 0  # bytes (or messages) to copy, to hand out the biggest folders first
+    segment: Segment | None = None  # set when a big folder is split between pipelines
+    split: FolderSplit | None = None
 
 
 # Items the reader hands to the writer, in order.
@@ -310,7 +342,10 @@ class Reader(threading.Thread):
         if state.uidvalidity != task.source_uidvalidity:
             raise TransientError(ErrorCode.NETWORK_ERROR, "source UIDVALIDITY changed during the copy", "source")
         self._put(FolderBegin(task))
-        sizes = fetch_sizes(s, task.start_uid) if state.exists else []
+        if task.segment is not None:
+            sizes = task.segment.sizes
+        else:
+            sizes = fetch_sizes(s, task.start_uid) if state.exists else []
         if task.present:
             upto = task.reconcile_upto
             candidates = [uid for uid, _ in sizes if upto is None or uid <= upto]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import signal
@@ -203,3 +204,42 @@ def test_connection_limit_falls_back_to_one_connection(src):
         assert result.status == "finished", result
         assert any(e.kind == "throttled" and e.detail.get("reason") == "connection_limit" for e in events)
         assert mail.compare(mail.snapshot(src.account), mail.snapshot(box.account)) == []
+
+
+def test_big_folder_split_between_connections_copies_each_message_once(src, dst, caplog):
+    caplog.set_level(logging.INFO, logger="imapcopy.engine")
+    mails = mail.build_corpus(seed=40, messages=300, folders=[("INBOX",), ("Small",)], sizes=(3000,))
+    mails = [m for m in mails if m.folder == ("INBOX",)] + [m for m in mails if m.folder == ("Small",)][:5]
+    mail.upload(src.account, mails)
+    store = MemoryCheckpointStore()
+    events = []
+    result = copy_mailbox(
+        src.endpoint(), dst.endpoint(), options=CopyOptions(batch_bytes=16 * 1024, parallelism=3),
+        checkpoints=store, on_event=events.append,
+    )  # fmt: skip
+    assert result.status == "finished", result
+    assert [e.folder for e in events if e.kind == "folder_started"].count("INBOX") == 1
+    assert "copying folder INBOX in 8 parallel parts" in caplog.text
+    inbox = store.load()["INBOX"]
+    assert inbox.done and inbox.last_uid == inbox.source_uidnext - 1 and inbox.pending_uid == inbox.last_uid
+    again = copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(parallelism=3), checkpoints=store)
+    assert again.copied_this_run == 0
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+
+
+def test_kill_9_during_split_folder_copy_leaves_exactly_one_copy(src, dst, tmp_path):
+    mails = mail.build_corpus(seed=41, messages=400, folders=[("INBOX",)], sizes=(0, 4000))
+    mail.upload(src.account, mails)
+    state = tmp_path / "state.json"
+    cmd, env = cli_command(
+        src, dst, state, "--batch-mb", "0.02", "--parallelism", "3", "--max-messages-per-second", "250"
+    )
+    for delay in (0.5, 0.3, 0.6):
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not json.loads(state.read_text())["INBOX"]["done"]
+    final = subprocess.run(cmd[:-2], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
