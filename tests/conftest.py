@@ -26,18 +26,18 @@ def _use_redis(url: str) -> None:
 
 
 def pytest_configure(config):
-    """Use the Redis the environment names, or the machine's on 6379, or start a private one.
+    """A private Redis for this test session, unless TEST_REDIS_URL names one.
 
-    Each test session gets its own Redis database number when it shares a server, so two
-    runs (or xdist workers) never consume each other's jobs."""
+    Private, so that two test runs on one machine (a developer's and CI's) never consume each
+    other's jobs; xdist workers each get their own database number on it."""
     global _private_redis
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    if not redis_answers(url):
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url or not redis_answers(url):
         port = free_port()
         _private_redis = start_redis(Path(tempfile.mkdtemp(prefix="imapcopy-redis-")), port, persist=False)
         url = f"redis://127.0.0.1:{port}/0"
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    database = 1 + int(worker.removeprefix("gw") or 0) % 15
+    database = int(worker.removeprefix("gw") or 0) % 16
     _use_redis(url.rsplit("/", 1)[0] + f"/{database}")
     # Tests connect to Dovecot on loopback; production never allows this.
     import ipaddress

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from apps.mailboxes.models import MailAccount
 from apps.mailboxes.netguard import HostNotAllowed, HostNotFound, resolve_allowed_address
@@ -28,6 +29,7 @@ class CheckOutcome:
     bytes: int = 0
 
 
+@sensitive_variables()
 def _probe_with_deadline(endpoint: engine.Endpoint, deadline: float) -> engine.MailboxSummary:
     outcome: dict = {}
 
@@ -48,6 +50,7 @@ def _probe_with_deadline(endpoint: engine.Endpoint, deadline: float) -> engine.M
     return outcome["summary"]
 
 
+@sensitive_variables()
 def check_account(account: MailAccount) -> CheckOutcome:
     """Test the account's connection and record what was found on it."""
     try:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.views.decorators.debug import sensitive_variables
 
 from apps.mailboxes.crypto import reencrypt_secret
 from apps.mailboxes.models import MailAccount
 from apps.providers.models import Provider, Security
 
 
+@sensitive_variables()
 def account_create(
     *,
     provider: Provider,
@@ -33,6 +35,7 @@ def account_create(
     return account
 
 
+@sensitive_variables()
 def account_set_password(*, account: MailAccount, password: str) -> None:
     account.set_password(password)
     MailAccount.objects.filter(pk=account.pk).update(

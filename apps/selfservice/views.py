@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import formats
 from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods
 
 from apps.mailboxes.checks import check_account
@@ -52,6 +53,7 @@ def duration_text(seconds: int) -> str:
     return _("about %(hours)d h %(minutes)02d min") % {"hours": minutes // 60, "minutes": minutes % 60}
 
 
+@sensitive_variables()
 def _account_step(request, role: str):
     template = f"selfservice/{role}.html"
     account = session_account(request, role)
@@ -102,11 +104,13 @@ def _account_step(request, role: str):
     )
 
 
+@sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
 def source_step(request):
     return _account_step(request, "source")
 
 
+@sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
 def destination_step(request):
     if session_account(request, "source") is None:

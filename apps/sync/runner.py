@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from apps.mailboxes.models import MailAccount
 from apps.mailboxes.netguard import HostNotAllowed, HostNotFound, resolve_allowed_address
@@ -45,6 +46,7 @@ class FolderProgressCheckpoints:
         )
 
 
+@sensitive_variables()
 def endpoint_for(
     account: MailAccount, *, check_host: bool = True, ca_file: str | None = None, verify_tls: bool = True
 ) -> engine.Endpoint:
@@ -124,6 +126,7 @@ def _endpoint_error(exc: Exception, side: str) -> engine.CopyResult:
     )
 
 
+@sensitive_variables()
 def copy_job_mailbox(
     job: SyncJob,
     *,

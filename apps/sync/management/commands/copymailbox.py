@@ -19,6 +19,8 @@ from urllib.parse import unquote, urlsplit
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 
 from apps.mailboxes.models import MailAccount
 from apps.mailboxes.services import account_create, account_set_password
@@ -79,6 +81,7 @@ def parse_account_url(value: str, what: str) -> AccountURL:
     return AccountURL(login=unquote(parts.username), host=parts.hostname.lower(), port=port, security=security)
 
 
+@sensitive_variables()
 def read_password(variable: str, what: str) -> str:
     password = os.environ.get(variable)
     if password:
@@ -138,6 +141,7 @@ class Command(BaseCommand):
             self.stderr.write(f"copymailbox: {exc}")
             sys.exit(exc.returncode)
 
+    @method_decorator(sensitive_variables())
     def handle(self, *args, source_url, destination_url, cafile, insecure, dry_run, **options):
         source_url_ = parse_account_url(source_url, "source")
         destination_url_ = parse_account_url(destination_url, "destination")
@@ -231,6 +235,7 @@ class Command(BaseCommand):
         if result.status != "finished" or result.messages_skipped or result.messages_failed:
             sys.exit(EXIT_INCOMPLETE)
 
+    @method_decorator(sensitive_variables())
     def _job_for(
         self, source: AccountURL, destination: AccountURL, source_password: str, destination_password: str
     ) -> SyncJob:
