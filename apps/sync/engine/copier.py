@@ -147,8 +147,15 @@ class _CopyRun:
         # A copy: the worker keeps mutating its checkpoint while the store persists this state.
         self._call(self.store.save, dataclasses.replace(ck))
 
+    def cancel_requested(self) -> bool:
+        try:
+            return bool(self._should_cancel())
+        except Exception:  # a broken callback must not leave worker threads running unattended
+            log.exception("should_cancel callback failed")
+            return False
+
     def check_cancel(self) -> None:
-        if self._should_cancel():
+        if self.cancel_requested():
             raise Cancelled
 
     # ----------------------------------------------------------------- main loop
@@ -284,6 +291,10 @@ class _CopyRun:
                 continue
             ck.done = False
             if self.options.dry_run:
+                self.event(
+                    "folder_planned", plan.source.name, destination=plan.dest_name, exists=plan.dest_exists,
+                    messages=st.get("MESSAGES", 0), bytes=st.get("SIZE", 0),
+                )  # fmt: skip
                 continue
             tasks.append(self._prepare(dst, plan, ck, st))
         self.progress(force=True)
@@ -476,14 +487,15 @@ class _CopyRun:
                 self._stop.set()
 
         threads = [
-            threading.Thread(target=work, args=pair, name=f"imapcopy-writer-{i}") for i, pair in enumerate(pairs)
+            threading.Thread(target=work, args=pair, name=f"imapcopy-writer-{i}", daemon=True)
+            for i, pair in enumerate(pairs)
         ]
         self._workers = set()
         for t in threads:
             t.start()
         cancelled = False
         while any(t.is_alive() for t in threads):
-            if not cancelled and self._should_cancel():
+            if not cancelled and self.cancel_requested():
                 cancelled = True
                 self._stop.set()
             self._serve_calls(0.1)

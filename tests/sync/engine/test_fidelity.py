@@ -193,3 +193,15 @@ def test_tls_and_starttls_copy(src, dst):
     )
     assert result.status == "finished", result
     assert result.messages_copied == 5
+
+
+def test_dry_run_changes_nothing_and_plans_every_folder(src, dst, corpus):
+    mail.upload(src.account, corpus, mail.DEFAULT_FOLDERS)
+    before = mail.snapshot(dst.account)
+    result, events, store = run(src, dst, dry_run=True)
+    assert result.status == "finished"
+    assert result.copied_this_run == 0
+    planned = {e.folder: e.detail["destination"] for e in events if e.kind == "folder_planned"}
+    assert planned["INBOX.Sent"] == "Sent Items" and planned["INBOX.Archive.2020.Q1"] == "Archive/2020/Q1"
+    assert mail.snapshot(dst.account) == before
+    assert store.load() == {}
