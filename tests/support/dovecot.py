@@ -427,14 +427,6 @@ if directory:
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 if __name__ == "__main__":  # manual check: start a server and print how to reach it
     import sys
 

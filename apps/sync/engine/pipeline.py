@@ -524,6 +524,8 @@ class Appender:
             s.send(b"".join(pending))
             pending, pending_len = [], 0
             resp = s.read_response()
+            while resp.text.startswith(b"* "):  # e.g. EXISTS for the selected mailbox
+                resp = s.read_response()
             if not resp.text.startswith(b"+"):
                 if resp.text.startswith(tag + b" "):
                     rest = resp.text[len(tag) + 1 :].rstrip(b"\r\n")

@@ -19,6 +19,7 @@ from apps.sync.engine import (
     MemoryCheckpointStore,
     Security,
     copy_mailbox,
+    probe_account,
 )
 from tests.support import mail
 from tests.support.dovecot import DovecotServer, Profile
@@ -243,3 +244,23 @@ def test_kill_9_during_split_folder_copy_leaves_exactly_one_copy(src, dst, tmp_p
     final = subprocess.run(cmd[:-2], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert final.returncode == 0, final.stdout + final.stderr
     assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+
+
+def test_destination_without_multiappend_literal_plus_or_uidplus(src, tmp_path):
+    """One APPEND per message with synchronizing literals; resume still exact."""
+    bare = Profile(name="bare", extra_config="imap_capability = IMAP4rev1 NAMESPACE CHILDREN IDLE")
+    with DovecotServer(bare) as server:
+        box = new_box(server)
+        capabilities = set(probe_account(box.endpoint()).capabilities)
+        assert not capabilities & {"MULTIAPPEND", "LITERAL+", "UIDPLUS"}, capabilities
+        mails = mail.build_corpus(seed=42, messages=40, folders=[("INBOX",), ("Projects",)], sizes=(500, 1_200_000))
+        mail.upload(src.account, mails)
+        store = JsonFileCheckpointStore(tmp_path / "state.json")
+        result = copy_mailbox(src.endpoint(), box.endpoint(), options=CopyOptions(), checkpoints=store)
+        assert result.status == "finished", result
+        ck = store.load()["INBOX"]
+        ck.last_uid, ck.pending_uid, ck.dest_uidnext, ck.done = 3, ck.last_uid, 4, False
+        store.save(ck)
+        again = copy_mailbox(src.endpoint(), box.endpoint(), options=CopyOptions(), checkpoints=store)
+        assert again.status == "finished" and again.copied_this_run == 0
+        assert mail.compare(mail.snapshot(src.account), mail.snapshot(box.account)) == []
