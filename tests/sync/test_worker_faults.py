@@ -1,0 +1,120 @@
+"""Staff steer running copies: cancel and retry, and a killed worker's job is recovered.
+Each ends with every source message on the destination exactly once."""
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import psutil
+import pytest
+from django.core.management import call_command
+
+from apps.providers.models import Provider
+from apps.sync import services
+from apps.sync.models import JobStatus, SyncJob
+from tests.conftest import REPO, subprocess_env
+from tests.support import mail
+
+pytestmark = pytest.mark.django_db(transaction=True)
+MESSAGES = 800
+
+
+def all_messages(account: mail.Account) -> Counter:
+    """Every message's fingerprint (bytes, flags, date), all folders together."""
+    total = Counter()
+    for counter in mail.snapshot(account).values():
+        total.update(counter)
+    return total
+
+
+@pytest.fixture
+def slow_copy(imap_trust, make_account, redis_connection):
+    """A job big enough, and throttled enough, to be interrupted while it runs."""
+    source_server, destination_server, _bundle = imap_trust
+    source_user, destination_user = source_server.new_user(), destination_server.new_user()
+    source = mail.Account(
+        source_server.host, source_server.port, source_user.login, source_user.password, "INBOX.", "."
+    )
+    destination = mail.Account(destination_server.host, destination_server.port, destination_user.login,
+                               destination_user.password)  # fmt: skip
+    mail.upload_fast(source, mail.build_corpus(seed=5, messages=MESSAGES))
+    Provider.objects.filter(slug="other").update(max_messages_per_second=120)
+    job = services.job_create(
+        source=make_account(f"{source_user.login}@example.org", login=source_user.login,
+                            password=source_user.password, host="localhost", port=source_server.tls_port),
+        destination=make_account(f"{destination_user.login}@example.org", login=destination_user.login,
+                                 password=destination_user.password, host="localhost",
+                                 port=destination_server.tls_port),
+    )  # fmt: skip
+    return job, source, destination
+
+
+def start_worker(**env) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "manage.py"), "rqworker", "--burst", "copies"],
+        env={**subprocess_env(), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_until(predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+def copying(job_id: int) -> bool:
+    job = SyncJob.objects.get(pk=job_id)
+    return job.status == JobStatus.RUNNING and 50 < job.messages_copied < MESSAGES - 100
+
+
+def test_cancel_a_running_copy_then_retry_it_to_completion(slow_copy, run_worker):
+    job, source, destination = slow_copy
+    worker = start_worker()
+    wait_until(lambda: copying(job.pk))
+    services.job_cancel(job=job)
+    assert worker.wait(timeout=30) == 0, "the copy stops within seconds"
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert 0 < job.messages_copied < MESSAGES
+    assert job.source.has_password, "a cancelled job can be retried"
+
+    services.job_retry(job=job)
+    assert run_worker().returncode == 0
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED, job.error_code
+    assert all_messages(destination) == all_messages(source)
+
+
+def test_a_job_whose_worker_is_killed_is_recovered_and_completes_without_duplicates(slow_copy, run_worker, settings):
+    job, source, destination = slow_copy
+    worker = start_worker()
+    wait_until(lambda: copying(job.pk))
+    # The worker and the work-horse it forked for the job (RQ puts the horse in a session of
+    # its own), both at once, as a machine that loses power would.
+    processes = [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]
+    assert len(processes) >= 2
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+    worker.wait()
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING, "nobody told the database"
+
+    settings.IMAPCOPY_HEARTBEAT_STALE_SECONDS = 5
+    time.sleep(6)
+    call_command("recover_jobs")
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+
+    assert run_worker().returncode == 0
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED, job.error_code
+    assert job.attempts == 2
+    assert all_messages(destination) == all_messages(source)
