@@ -257,7 +257,18 @@ class _CopyRun:
         plans = plan_folders(source_listing, dest_listing, self.options.skip_gmail_virtual_folders)
         self._apply_previous_names(plans, dest_listing)
         if not self.options.dry_run:
-            for plan in sorted(plans, key=lambda p: len(p.source.path)):
+            missing = sorted((p for p in plans if not p.dest_exists), key=lambda p: len(p.source.path))
+            # Try every plain name in one round trip; refused ones go through _create's fallbacks.
+            answers = dst.pipeline([b"CREATE " + quote(p.dest_raw) for p in missing])
+            created = [p for p, done in zip(missing, answers, strict=True) if done.ok]
+            dst.pipeline([b"SUBSCRIBE " + quote(p.dest_raw) for p in created])
+            for plan in created:
+                plan.dest_exists = plan.created = True
+                if plan.renamed:
+                    self.renamed[plan.source.name] = plan.dest_name
+                    self.event("folder_renamed", plan.source.name, to=plan.dest_name, reason="separator")
+                self.event("folder_created", plan.source.name, destination=plan.dest_name)
+            for plan in missing:
                 if not plan.dest_exists:
                     self._create(dst, plan, dest_listing)
 
