@@ -303,6 +303,7 @@ class Reader(threading.Thread):
         self.out = out
         self.budget = budget
         self.batch_bytes = batch_bytes
+        self._limit = min(batch_bytes, 256 * 1024)
         self.size_limit = size_limit
         self.limiter = limiter
         self.on_throttle = on_throttle
@@ -362,9 +363,11 @@ class Reader(threading.Thread):
                 date, subject = fetch_summary(s, uid)
                 self._put(Skip(task, uid, size, "too_large", date, subject))
                 continue
-            if batch and (batch_size + size > self.batch_bytes or len(batch) >= MAX_MESSAGES_PER_BATCH):
+            if batch and (batch_size + size > self._limit or len(batch) >= MAX_MESSAGES_PER_BATCH):
                 self._fetch_batch(task, batch, batch_size)
                 batch, batch_size = [], 0
+                # Start with small batches so the writer gets going at once, then grow.
+                self._limit = min(self._limit * 2, self.batch_bytes)
             batch.append((uid, size))
             batch_size += size
         if batch:
