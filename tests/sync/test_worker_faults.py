@@ -118,3 +118,17 @@ def test_a_job_whose_worker_is_killed_is_recovered_and_completes_without_duplica
     assert job.status == JobStatus.FINISHED, job.error_code
     assert job.attempts == 2
     assert all_messages(destination) == all_messages(source)
+
+
+def test_two_workers_given_the_same_job_copy_it_once(slow_copy):
+    job, source, destination = slow_copy
+    import django_rq
+    from django.conf import settings as django_settings
+
+    django_rq.get_queue(django_settings.COPY_QUEUE).enqueue("apps.sync.jobs.run_copy_job", job.pk)
+    workers = [start_worker(), start_worker()]
+    assert [worker.wait(timeout=120) for worker in workers] == [0, 0]
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED, job.error_code
+    assert job.attempts == 1, "only one delivery claimed the job"
+    assert all_messages(destination) == all_messages(source)
