@@ -1,0 +1,30 @@
+import datetime
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from apps.mailboxes.models import MailAccount
+from apps.sync import services
+from apps.sync.models import JobStatus, SyncJob
+
+pytestmark = pytest.mark.django_db
+
+
+def ended_job(make_account, address: str, days_ago: int) -> SyncJob:
+    job = services.job_create(source=make_account(address), destination=make_account(f"dest-{address}"))
+    services.job_claim(job_id=job.pk, worker_name="w")
+    services.job_finish(job_id=job.pk, status=JobStatus.FINISHED, counters=None)
+    SyncJob.objects.filter(pk=job.pk).update(finished_at=timezone.now() - datetime.timedelta(days=days_ago))
+    return job
+
+
+def test_purge_jobs_deletes_old_ended_jobs_and_their_accounts(make_account, settings):
+    settings.IMAPCOPY_RETENTION_DAYS = 30
+    old = ended_job(make_account, "old@example.org", days_ago=31)
+    recent = ended_job(make_account, "recent@example.org", days_ago=29)
+    running = services.job_create(source=make_account("busy@example.org"), destination=make_account("x@example.net"))
+    call_command("purge_jobs")
+    assert set(SyncJob.objects.values_list("pk", flat=True)) == {recent.pk, running.pk}
+    assert not MailAccount.objects.filter(email_address__in=["old@example.org", "dest-old@example.org"]).exists()
+    assert old.pk not in SyncJob.objects.values_list("pk", flat=True)
