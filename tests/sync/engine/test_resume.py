@@ -46,7 +46,7 @@ def test_kill_9_then_resume_leaves_exactly_one_copy(src, dst, tmp_path):
     mail.upload(src.account, mails, mail.DEFAULT_FOLDERS)
     state = tmp_path / "state.json"
     # Paced and in small batches so that SIGKILL lands at many different points of the copy.
-    cmd, env = cli_command(src, dst, state, "--batch-mb", "0.02", "--max-messages-per-second", "150")
+    cmd, env = cli_command(src, dst, state, "--batch-mb", "0.02", "--max-messages-per-second", "100")
     for delay in (0.35, 0.5, 0.2, 0.65, 0.45):
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
