@@ -417,9 +417,12 @@ class AppendOutcome:
     dropped_keywords: set[str] = field(default_factory=set)
 
 
-# Synchronizing literals above this size even with LITERAL+: a server that rejects a message in
-# the middle of a LITERAL+ MULTIAPPEND may read the rest of the data as commands.
-LITERAL_PLUS_MAX = 1024 * 1024
+# A server that rejects a message in the middle of a LITERAL+ APPEND may read the rest of the
+# data as commands (Dovecot does, for a size limit it does not announce): message text must never
+# reach it that way.  So non-synchronizing literals are used only for messages that cannot hit a
+# size limit: below the announced APPENDLIMIT (bigger ones are skipped before), or, without one,
+# below a size no real server refuses.  Bigger messages wait for the server's "+" first.
+LITERAL_PLUS_MAX_UNANNOUNCED = 64 * 1024
 
 
 class AppendDesync(TransientError):
@@ -438,6 +441,8 @@ class Appender:
         self.multiappend = session.has("MULTIAPPEND")
         self.literal_plus = session.has("LITERAL+")
         self.uidplus = session.has("UIDPLUS")
+        limit = session.append_limit
+        self.literal_plus_max = limit if limit else LITERAL_PLUS_MAX_UNANNOUNCED
         self.careful = careful  # after a desync: one message per APPEND, synchronizing literals
         self.refused_keywords: set[bytes] = set()
 
@@ -509,7 +514,7 @@ class Appender:
         pending_len = len(head)
         for msg, flags in items:
             size = len(msg.body)
-            nonsync = self.literal_plus and not self.careful and size <= LITERAL_PLUS_MAX
+            nonsync = self.literal_plus and not self.careful and size <= self.literal_plus_max
             marker = b"{%d+}\r\n" % size if nonsync else b"{%d}\r\n" % size
             pending.append(b" " + format_flags(flags) + b' "' + msg.internaldate + b'" ' + marker)
             if nonsync:

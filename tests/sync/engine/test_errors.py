@@ -28,7 +28,7 @@ from apps.sync.engine import (
     probe_account,
 )
 from tests.support import mail
-from tests.support.dovecot import free_port
+from tests.support.dovecot import DovecotServer, Profile, free_port
 
 from .conftest import new_box
 
@@ -222,3 +222,22 @@ def test_50mb_message_copies_with_bounded_memory(src, dst):
     assert peak_mb < 150, peak_mb
     assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), {("Sent",): ("Sent Items",),
         ("Trash",): ("Deleted Items",), ("Junk",): ("Junk E-mail",)}) == []  # fmt: skip
+
+
+def test_unannounced_size_limit_never_lets_message_text_run_as_commands(src):
+    """A server refusing a big message mid-APPEND must not read the rest of it as commands."""
+    with DovecotServer(
+        Profile(name="strict", quota=True, append_limit=100_000, advertise_append_limit=False)
+    ) as server:
+        dst = new_box(server)
+        small = mail.build_corpus(seed=35, messages=6, folders=[("INBOX",)], sizes=(1000,))
+        # Lines that are valid IMAP commands right after the header, then padding to ~160 kB.
+        evil_body = b"Subject: big\r\n\r\nzz CREATE Injected\r\n" + b"zz CREATE Injected2\r\n" * 7000
+        evil = mail.Mail(("INBOX",), evil_body, (), small[0].internaldate)
+        mail.upload(src.account, [*small[:3], evil, *small[3:]])
+        result, _ = copy(src.endpoint(), dst.endpoint())
+        assert result.status == "finished_with_errors", result
+        assert [s.reason for s in result.skipped] == ["rejected_too_large"]
+        assert result.messages_copied == len(small)
+        with dst.account.client() as c:
+            assert not [name for _, _, name in c.list_folders() if "Injected" in name]
