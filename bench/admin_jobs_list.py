@@ -54,8 +54,9 @@ def main() -> None:
         for start in range(0, args.jobs, batch):
             count = min(batch, args.jobs - start)
             accounts = MailAccount.objects.bulk_create(
-                MailAccount(provider=providers[(start + i) % len(providers)], email_address=f"user{start + i}@example.org",
-                            login=f"user{start + i}", host="imap.example.org", port=993, security="tls")
+                MailAccount(provider=providers[(start + i) % len(providers)], login=f"user{start + i}",
+                            email_address=f"user{start + i}@example.org", host="imap.example.org", port=993,
+                            security="tls")
                 for i in range(count * 2)
             )  # fmt: skip
             now = timezone.now()
