@@ -122,8 +122,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, for the test database too: RQ workers fork or run as separate
     # processes, and they must see the rows the test wrote.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
-    # The web server and the worker write at once; wait for the lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # The web server and the workers write at once: wait for the lock instead of failing, take
+    # it when a transaction starts (no upgrade deadlocks), and let readers go on during writes
+    # (WAL). synchronous=NORMAL skips an fsync per commit; a power cut can lose the last
+    # checkpoints, which the engine reconciles without duplicates.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20,
+        transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Queues ---------------------------------------------------------------------------

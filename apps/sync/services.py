@@ -300,17 +300,19 @@ def job_erase_personal_data(*, job: SyncJob) -> None:
     logger.info("personal data of job %s erased", job.pk)
 
 
-def job_requeue_lost_run(*, job_id: int, run: int, silent_since) -> bool:
+def job_requeue_lost_run(*, job_id: int, run: int, silent_since, enqueue: bool = True) -> bool:
     """Queue a running job again whose run stopped beating (its worker died).
 
-    Only if it is still that run and still silent: a run that woke up keeps its job."""
+    Only if it is still that run and still silent: a run that woke up keeps its job.
+    `enqueue=False` leaves the job queued for the caller to claim (the command line)."""
     with transaction.atomic():
         updated = SyncJob.objects.filter(
             id=job_id, status=JobStatus.RUNNING, attempts=run, heartbeat_at__lt=silent_since
         ).update(status=JobStatus.QUEUED, worker_name="", rq_job_id=f"imapcopy-sync-{job_id}-{uuid.uuid4().hex[:12]}")
         if updated:
             job = SyncJob.objects.get(id=job_id)
-            _enqueue_after_commit(job)
+            if enqueue:
+                _enqueue_after_commit(job)
             JobEvent.objects.create(job_id=job_id, kind="recovered", detail={"lost_run": run})
     if updated:
         logger.warning("job %s: run %s stopped beating; queued again", job_id, run)

@@ -93,3 +93,57 @@ def test_wrong_password_exits_two_with_auth_failed(accounts):
     assert result.returncode == 2
     summary = json.loads(result.stdout)
     assert (summary["error_code"], summary["error_side"]) == ("auth_failed", "destination")
+
+
+def test_a_killed_run_is_taken_over_by_the_next_one_without_duplicates(imap_servers, make_account):
+    import signal
+    import time
+
+    from apps.providers.models import Provider
+    from tests.support import mail
+
+    source_server, destination_server, bundle = imap_servers
+    source_user, destination_user = source_server.new_user(), destination_server.new_user()
+    source = mail.Account(
+        source_server.host, source_server.port, source_user.login, source_user.password, "INBOX.", "."
+    )
+    destination = mail.Account(
+        destination_server.host, destination_server.port, destination_user.login, destination_user.password
+    )
+    mail.upload_fast(source, mail.build_corpus(seed=9, messages=600))
+    Provider.objects.filter(slug="other").update(max_messages_per_second=50)
+    urls = (
+        f"imaps://{source_user.login}@localhost:{source_server.tls_port}",
+        f"imaps://{destination_user.login}@localhost:{destination_server.tls_port}",
+    )
+    env = {
+        **subprocess_env(),
+        "IMAPCOPY_SOURCE_PASSWORD": source_user.password,
+        "IMAPCOPY_DEST_PASSWORD": destination_user.password,
+    }
+    command = [sys.executable, str(REPO / "manage.py"), "copymailbox", *urls, "--cafile", str(bundle), "--json"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = SyncJob.objects.first()
+        if job and job.status == JobStatus.RUNNING and 50 < job.messages_copied < 400:
+            break
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert SyncJob.objects.get().status == JobStatus.RUNNING
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    job = SyncJob.objects.get()
+    assert (job.status, job.attempts) == (JobStatus.FINISHED, 2)
+
+    def messages(account):
+        from collections import Counter
+
+        total = Counter()
+        for counter in mail.snapshot(account).values():
+            total.update(counter)
+        return total
+
+    assert messages(destination) == messages(source)

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 
@@ -26,7 +27,7 @@ from apps.mailboxes.models import MailAccount
 from apps.mailboxes.services import account_create, account_set_password
 from apps.providers.models import Provider, Security
 from apps.sync import engine, runner, services
-from apps.sync.models import ACTIVE_STATUSES, JobStatus, SyncJob
+from apps.sync.models import JobStatus, SyncJob
 
 SCHEMES = {
     "imaps": (Security.TLS, 993),
@@ -79,6 +80,23 @@ def parse_account_url(value: str, what: str) -> AccountURL:
     if security == Security.NONE and not _is_loopback(parts.hostname):
         raise FatalError(f"{what}: imap+plain:// sends the password in clear and is allowed only to a loopback host")
     return AccountURL(login=unquote(parts.username), host=parts.hostname.lower(), port=port, security=security)
+
+
+def _run_is_dead(job: SyncJob) -> bool:
+    """Whether a running job's run is gone: a command line process on this machine that no
+    longer exists, or any run silent for longer than the recovery threshold."""
+    silent_for = (timezone.now() - (job.heartbeat_at or job.started_at or timezone.now())).total_seconds()
+    if silent_for > settings.IMAPCOPY_HEARTBEAT_STALE_SECONDS:
+        return True
+    prefix = f"copymailbox:{socket.gethostname()}:"
+    if job.worker_name.startswith(prefix):
+        try:
+            os.kill(int(job.worker_name[len(prefix) :]), 0)
+        except ProcessLookupError:
+            return True
+        except (ValueError, PermissionError):
+            return False
+    return False
 
 
 @sensitive_variables()
@@ -254,8 +272,18 @@ class Command(BaseCommand):
                 .order_by("-created_at")
                 .first()
             )
-            if previous is not None and previous.status in ACTIVE_STATUSES:
-                raise FatalError(f"job {previous.pk} for this source is {previous.status}; a second copy may not run")
+            if previous is not None and previous.status == JobStatus.RUNNING:
+                if not _run_is_dead(previous):
+                    raise FatalError(f"job {previous.pk} for this source is running; a second copy may not run")
+                # An earlier command line run was killed: take its job over and resume it.
+                services.job_requeue_lost_run(
+                    job_id=previous.pk, run=previous.attempts, silent_since=timezone.now(), enqueue=False
+                )
+                previous.refresh_from_db()
+            if previous is not None and previous.status == JobStatus.QUEUED:
+                account_set_password(account=previous.source, password=source_password)
+                account_set_password(account=previous.destination, password=destination_password)
+                return previous
             if previous is not None:
                 for account, url, password in (
                     (previous.source, source, source_password),
