@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
@@ -90,12 +91,15 @@ def _run_is_dead(job: SyncJob) -> bool:
         return True
     prefix = f"copymailbox:{socket.gethostname()}:"
     if job.worker_name.startswith(prefix):
+        pid = job.worker_name[len(prefix) :]
         try:
-            os.kill(int(job.worker_name[len(prefix) :]), 0)
-        except ProcessLookupError:
+            # A killed process its parent has not reaped yet is a zombie: dead all the same.
+            state = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
             return True
-        except (ValueError, PermissionError):
+        except (ValueError, IndexError, OSError):
             return False
+        return state in ("Z", "X")
     return False
 
 
