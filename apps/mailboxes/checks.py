@@ -13,8 +13,9 @@ from django.conf import settings
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from apps.mailboxes.endpoints import endpoint_for
 from apps.mailboxes.models import MailAccount
-from apps.mailboxes.netguard import HostNotAllowed, HostNotFound, resolve_allowed_address
+from apps.mailboxes.netguard import HostNotAllowed, HostNotFound
 from apps.sync import engine
 
 logger = logging.getLogger("imapcopy.checks")
@@ -53,23 +54,13 @@ def _probe_with_deadline(endpoint: engine.Endpoint, deadline: float) -> engine.M
 @sensitive_variables()
 def check_account(account: MailAccount) -> CheckOutcome:
     """Test the account's connection and record what was found on it."""
+    deadline = settings.CONNECTION_TEST_SECONDS
     try:
-        address = resolve_allowed_address(account.host, account.port, settings.IMAPCOPY_ALLOWED_PRIVATE_NETWORKS)
+        endpoint = endpoint_for(account, timeout=max(2.0, deadline - 2))
     except HostNotAllowed:
         return CheckOutcome(ok=False, error_code="host_not_allowed")
     except HostNotFound:
         return CheckOutcome(ok=False, error_code=str(engine.ErrorCode.DNS_FAILED))
-    deadline = settings.CONNECTION_TEST_SECONDS
-    endpoint = engine.Endpoint(
-        host=account.host,
-        port=account.port,
-        security=engine.Security(account.security),
-        login=account.login,
-        password=account.decrypt_password(),
-        connect_address=address,
-        ca_file=settings.IMAPCOPY_CA_FILE,
-        timeout=max(2.0, deadline - 2),
-    )
     try:
         summary = _probe_with_deadline(endpoint, deadline)
     except engine.EngineError as exc:

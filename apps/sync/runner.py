@@ -10,8 +10,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
-from apps.mailboxes.models import MailAccount
-from apps.mailboxes.netguard import HostNotAllowed, HostNotFound, resolve_allowed_address
+from apps.mailboxes.endpoints import endpoint_for
+from apps.mailboxes.netguard import HostNotAllowed, HostNotFound
 from apps.sync import engine, services
 from apps.sync.models import FolderProgress, JobStatus, SyncJob
 
@@ -44,32 +44,6 @@ class FolderProgressCheckpoints:
         FolderProgress.objects.update_or_create(
             job_id=self.job_id, source_name=checkpoint.source_name, defaults={**columns, "extra": values}
         )
-
-
-@sensitive_variables()
-def endpoint_for(
-    account: MailAccount, *, check_host: bool = True, ca_file: str | None = None, verify_tls: bool = True
-) -> engine.Endpoint:
-    """Decrypts the password: call only right before connecting."""
-    connect_address = None
-    if check_host:
-        connect_address = resolve_allowed_address(
-            account.host, account.port, settings.IMAPCOPY_ALLOWED_PRIVATE_NETWORKS
-        )
-    provider = account.provider
-    return engine.Endpoint(
-        host=account.host,
-        port=account.port,
-        security=engine.Security(account.security),
-        login=account.login,
-        password=account.decrypt_password(),
-        connect_address=connect_address,
-        ca_file=ca_file or settings.IMAPCOPY_CA_FILE,
-        verify_tls=verify_tls,
-        max_connections=provider.max_connections,
-        max_messages_per_second=provider.max_messages_per_second,
-        max_bytes_per_second=provider.max_bytes_per_second,
-    )
 
 
 def counters_from(result_or_progress) -> services.JobCounters:

@@ -9,6 +9,7 @@ import pytest
 from apps.sync.models import JobStatus, SyncJob
 from tests.conftest import REPO, subprocess_env
 from tests.selfservice.conftest import seed_mailbox
+from tests.sync.conftest import all_messages
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,22 +96,16 @@ def test_wrong_password_exits_two_with_auth_failed(accounts):
     assert (summary["error_code"], summary["error_side"]) == ("auth_failed", "destination")
 
 
-def test_a_killed_run_is_taken_over_by_the_next_one_without_duplicates(imap_servers, make_account):
+def test_a_killed_run_is_taken_over_by_the_next_one_without_duplicates(imap_servers, filled_accounts):
     import signal
     import time
 
     from apps.providers.models import Provider
-    from tests.support import mail
 
-    source_server, destination_server, bundle = imap_servers
-    source_user, destination_user = source_server.new_user(), destination_server.new_user()
-    source = mail.Account(
-        source_server.host, source_server.port, source_user.login, source_user.password, "INBOX.", "."
+    bundle = imap_servers[2]
+    (source_server, source_user, source), (destination_server, destination_user, destination) = filled_accounts(
+        seed=9, messages=600
     )
-    destination = mail.Account(
-        destination_server.host, destination_server.port, destination_user.login, destination_user.password
-    )
-    mail.upload_fast(source, mail.build_corpus(seed=9, messages=600))
     Provider.objects.filter(slug="other").update(max_messages_per_second=50)
     urls = (
         f"imaps://{source_user.login}@localhost:{source_server.tls_port}",
@@ -138,12 +133,4 @@ def test_a_killed_run_is_taken_over_by_the_next_one_without_duplicates(imap_serv
     job = SyncJob.objects.get()
     assert (job.status, job.attempts) == (JobStatus.FINISHED, 2)
 
-    def messages(account):
-        from collections import Counter
-
-        total = Counter()
-        for counter in mail.snapshot(account).values():
-            total.update(counter)
-        return total
-
-    assert messages(destination) == messages(source)
+    assert all_messages(destination) == all_messages(source)

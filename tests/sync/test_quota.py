@@ -3,23 +3,15 @@ a retry completes it without duplicates."""
 
 import email
 import time
-from collections import Counter
 from email import policy
 
 import pytest
 
 from apps.sync import services
 from apps.sync.models import JobStatus, SyncJob
-from tests.support import mail
+from tests.sync.conftest import all_messages
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def all_messages(account: mail.Account) -> Counter:
-    total = Counter()
-    for counter in mail.snapshot(account).values():
-        total.update(counter)
-    return total
 
 
 def set_quota(server, login: str, quota_bytes: int) -> None:
@@ -35,27 +27,14 @@ def set_quota(server, login: str, quota_bytes: int) -> None:
 
 
 def test_full_destination_fails_clearly_then_a_retry_completes_without_duplicates(
-    imap_trust, make_account, run_worker, monkeypatch, tmp_path
+    filled_accounts, job_between, run_worker, monkeypatch, tmp_path
 ):
     monkeypatch.setenv("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
     monkeypatch.setenv("EMAIL_FILE_PATH", str(tmp_path))
-    source_server, destination_server, _bundle = imap_trust
-    source_user = source_server.new_user()
-    destination_user = destination_server.new_user(quota_bytes=300_000)
-    source = mail.Account(
-        source_server.host, source_server.port, source_user.login, source_user.password, "INBOX.", "."
-    )
-    destination = mail.Account(
-        destination_server.host, destination_server.port, destination_user.login, destination_user.password
-    )
-    mail.upload_fast(source, mail.build_corpus(seed=11, messages=300, sizes=[4000]))
-    job = services.job_create(
-        source=make_account(f"{source_user.login}@example.org", login=source_user.login,
-                            password=source_user.password, host="localhost", port=source_server.tls_port),
-        destination=make_account(f"{destination_user.login}@example.org", login=destination_user.login,
-                                 password=destination_user.password, host="localhost",
-                                 port=destination_server.tls_port),
-    )  # fmt: skip
+    source_side, destination_side = filled_accounts(seed=11, messages=300, sizes=[4000], quota_bytes=300_000)
+    job = job_between(source_side, destination_side)
+    destination_server, destination_user, destination = destination_side
+    source = source_side[2]
 
     assert run_worker().returncode == 0
     job.refresh_from_db()

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 
 import psutil
 import pytest
@@ -15,40 +14,18 @@ from apps.providers.models import Provider
 from apps.sync import services
 from apps.sync.models import JobStatus, SyncJob
 from tests.conftest import REPO, subprocess_env
-from tests.support import mail
+from tests.sync.conftest import all_messages
 
 pytestmark = pytest.mark.django_db(transaction=True)
 MESSAGES = 800
 
 
-def all_messages(account: mail.Account) -> Counter:
-    """Every message's fingerprint (bytes, flags, date), all folders together."""
-    total = Counter()
-    for counter in mail.snapshot(account).values():
-        total.update(counter)
-    return total
-
-
 @pytest.fixture
-def slow_copy(imap_trust, make_account, redis_connection):
+def slow_copy(filled_accounts, job_between, redis_connection):
     """A job big enough, and throttled enough, to be interrupted while it runs."""
-    source_server, destination_server, _bundle = imap_trust
-    source_user, destination_user = source_server.new_user(), destination_server.new_user()
-    source = mail.Account(
-        source_server.host, source_server.port, source_user.login, source_user.password, "INBOX.", "."
-    )
-    destination = mail.Account(destination_server.host, destination_server.port, destination_user.login,
-                               destination_user.password)  # fmt: skip
-    mail.upload_fast(source, mail.build_corpus(seed=5, messages=MESSAGES))
+    source_side, destination_side = filled_accounts(seed=5, messages=MESSAGES)
     Provider.objects.filter(slug="other").update(max_messages_per_second=120)
-    job = services.job_create(
-        source=make_account(f"{source_user.login}@example.org", login=source_user.login,
-                            password=source_user.password, host="localhost", port=source_server.tls_port),
-        destination=make_account(f"{destination_user.login}@example.org", login=destination_user.login,
-                                 password=destination_user.password, host="localhost",
-                                 port=destination_server.tls_port),
-    )  # fmt: skip
-    return job, source, destination
+    return job_between(source_side, destination_side), source_side[2], destination_side[2]
 
 
 def start_worker(**env) -> subprocess.Popen:

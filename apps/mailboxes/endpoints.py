@@ -1,0 +1,44 @@
+"""The engine's view of a stored account: host, TLS settings, provider limits, password."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
+
+from apps.mailboxes.models import MailAccount
+from apps.mailboxes.netguard import resolve_allowed_address
+from apps.sync import engine
+
+
+@sensitive_variables()
+def endpoint_for(
+    account: MailAccount,
+    *,
+    check_host: bool = True,
+    ca_file: str | None = None,
+    verify_tls: bool = True,
+    timeout: float = 60.0,
+) -> engine.Endpoint:
+    """Decrypts the password: call only right before connecting. With `check_host`, the host
+    is resolved and vetted (HostNotAllowed, HostNotFound) and the endpoint pinned to the
+    address that was checked."""
+    connect_address = None
+    if check_host:
+        connect_address = resolve_allowed_address(
+            account.host, account.port, settings.IMAPCOPY_ALLOWED_PRIVATE_NETWORKS
+        )
+    provider = account.provider
+    return engine.Endpoint(
+        host=account.host,
+        port=account.port,
+        security=engine.Security(account.security),
+        login=account.login,
+        password=account.decrypt_password(),
+        connect_address=connect_address,
+        ca_file=ca_file or settings.IMAPCOPY_CA_FILE,
+        verify_tls=verify_tls,
+        max_connections=provider.max_connections,
+        max_messages_per_second=provider.max_messages_per_second,
+        max_bytes_per_second=provider.max_bytes_per_second,
+        timeout=timeout,
+    )
