@@ -54,7 +54,8 @@ def counters_from(result_or_progress) -> services.JobCounters:
         messages_copied=result_or_progress.messages_copied,
         messages_skipped=result_or_progress.messages_skipped,
         messages_failed=result_or_progress.messages_failed,
-        bytes_total=getattr(result_or_progress, "bytes_total", 0),
+        # A final result carries no total size: keep the one progress recorded.
+        bytes_total=getattr(result_or_progress, "bytes_total", None),
         bytes_copied=result_or_progress.bytes_copied,
         current_folder=getattr(result_or_progress, "current_folder", None) or "",
     )

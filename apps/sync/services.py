@@ -116,7 +116,7 @@ class JobCounters:
     messages_copied: int = 0
     messages_skipped: int = 0
     messages_failed: int = 0
-    bytes_total: int = 0
+    bytes_total: int | None = 0  # None: leave the recorded value as it is
     bytes_copied: int = 0
     current_folder: str = ""
 
@@ -126,19 +126,8 @@ def job_record_progress(*, job_id: int, run: int | None = None, counters: JobCou
     if run is not None:
         running = running.filter(attempts=run)
     now = timezone.now()
-    running.update(
-        progress_at=now,
-        heartbeat_at=now,
-        folders_total=counters.folders_total,
-        folders_done=counters.folders_done,
-        messages_total=counters.messages_total,
-        messages_copied=counters.messages_copied,
-        messages_skipped=counters.messages_skipped,
-        messages_failed=counters.messages_failed,
-        bytes_total=counters.bytes_total,
-        bytes_copied=counters.bytes_copied,
-        current_folder=counters.current_folder[:1000],
-    )
+    recorded = {name: value for name, value in dataclasses.asdict(counters).items() if value is not None}
+    running.update(progress_at=now, heartbeat_at=now, **{**recorded, "current_folder": counters.current_folder[:1000]})
 
 
 def job_record_event(*, job_id: int, kind: str, folder: str = "", detail: dict | None = None) -> None:
@@ -172,7 +161,8 @@ def job_finish(
         current_folder="",
     )
     if counters is not None:
-        values.update(dataclasses.asdict(counters), current_folder="")
+        recorded = {name: value for name, value in dataclasses.asdict(counters).items() if value is not None}
+        values.update(recorded, current_folder="")
     with transaction.atomic():
         running = SyncJob.objects.filter(id=job_id, status=JobStatus.RUNNING)
         if run is not None:

@@ -35,6 +35,7 @@ def test_enqueued_job_is_run_by_a_real_worker_and_finishes(job_between_dovecots,
     job = SyncJob.objects.get(pk=job_between_dovecots.pk)
     assert job.status == JobStatus.FINISHED, (job.error_code, job.error_detail)
     assert (job.messages_total, job.messages_copied, job.messages_failed) == (5, 5, 0)
+    assert job.bytes_total >= job.bytes_copied > 0, "the mailbox size stays known once the copy ends"
     assert job.folders.filter(done=True).count() == job.folders_total >= 2
     assert job.finished_at >= job.started_at
 
