@@ -28,18 +28,15 @@ def run_copy_job(job_id: int) -> str:
         result = runner.copy_job_mailbox(job, run=run)
     except Exception:
         logger.exception("job %s crashed", job_id)
-        services.job_finish(
-            job_id=job_id,
-            run=run,
-            status=JobStatus.FAILED,
-            counters=None,
-            error_code="internal_error",
-            error_detail="",
-        )
-        _send_report(job_id)
+        if services.job_finish(
+            job_id=job_id, run=run, status=JobStatus.FAILED, counters=None, error_code="internal_error"
+        ):
+            _send_report(job_id)
         raise
-    runner.record_result(job_id, result, run=run)
-    _send_report(job_id)
+    # A run that lost its job (recovery gave it to another run) records nothing and must not
+    # report on a copy that goes on elsewhere.
+    if runner.record_result(job_id, result, run=run):
+        _send_report(job_id)
     return result.status
 
 

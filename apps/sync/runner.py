@@ -164,11 +164,12 @@ ENGINE_STATUS_TO_JOB = {
 }
 
 
-def record_result(job_id: int, result: engine.CopyResult, *, run: int | None = None) -> None:
+def record_result(job_id: int, result: engine.CopyResult, *, run: int | None = None) -> bool:
+    """Record the run's outcome; False when the run no longer owned the job (nothing written)."""
     error_code = str(result.error_code or "")
     if result.status == "cancelled":
         error_code = "cancelled"
-    services.job_finish(
+    return services.job_finish(
         job_id=job_id,
         run=run,
         status=ENGINE_STATUS_TO_JOB[result.status],

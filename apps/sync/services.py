@@ -298,7 +298,7 @@ def job_requeue_lost_run(*, job_id: int, run: int, silent_since, enqueue: bool =
     with transaction.atomic():
         updated = SyncJob.objects.filter(
             id=job_id, status=JobStatus.RUNNING, attempts=run, heartbeat_at__lt=silent_since
-        ).update(status=JobStatus.QUEUED, worker_name="", rq_job_id=f"imapcopy-sync-{job_id}-{uuid.uuid4().hex[:12]}")
+        ).update(status=JobStatus.QUEUED, worker_name="", rq_job_id=_new_rq_job_id(SyncJob(pk=job_id)))
         if updated:
             job = SyncJob.objects.get(id=job_id)
             if enqueue:
