@@ -175,6 +175,9 @@ IMAPCOPY_HEARTBEAT_STALE_SECONDS = env_int("IMAPCOPY_HEARTBEAT_STALE_SECONDS", 1
 IMAPCOPY_MAX_RUNS = env_int("IMAPCOPY_MAX_RUNS", 5, minimum=1)
 # Jobs that ended longer ago than this are deleted by `manage.py purge_jobs`.
 IMAPCOPY_RETENTION_DAYS = env_int("IMAPCOPY_RETENTION_DAYS", 90, minimum=1)
+# Every rate limit of the portal (connection tests, status lookups, admin log-ins) is
+# multiplied by this. 1 in production; load benchmarks from one address raise it.
+IMAPCOPY_RATE_LIMIT_FACTOR = env_int("IMAPCOPY_RATE_LIMIT_FACTOR", 1, minimum=1)
 # How long the private status link of a job stays valid.
 IMAPCOPY_STATUS_LINK_DAYS = env_int("IMAPCOPY_STATUS_LINK_DAYS", 30, minimum=1)
 # Failed and cancelled jobs keep their credentials this long so staff can retry them;

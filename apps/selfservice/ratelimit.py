@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
+from django.conf import settings
 from django.core.cache import cache
 
 
@@ -17,7 +18,10 @@ def _key(scope: str, subject: str) -> str:
 
 
 def allow(scope: str, subject: str, *, limit: int, window_seconds: int) -> bool:
-    """Count one attempt; False once `limit` attempts were made in the current window."""
+    """Count one attempt; False once `limit` attempts were made in the current window.
+
+    `limit` is multiplied by IMAPCOPY_RATE_LIMIT_FACTOR (1 unless a load benchmark raises it)."""
+    limit *= settings.IMAPCOPY_RATE_LIMIT_FACTOR
     key = _key(scope, subject)
     cache.add(key, 0, timeout=window_seconds)
     try:

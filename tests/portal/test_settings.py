@@ -52,6 +52,8 @@ def load_settings(env: dict[str, str], *code: str) -> subprocess.CompletedProces
         ({"IMAPCOPY_ALLOWED_PRIVATE_NETWORKS": "10.0.0.0/8,intranet"}, "'intranet' is not an IP address"),
         ({"LANGUAGE_CODE": "xx"}, "LANGUAGE_CODE must be one of"),
         ({"SITE_URL": "imapcopy.example.com"}, "SITE_URL must be a URL starting with"),
+        ({"IMAPCOPY_RATE_LIMIT_FACTOR": "lots"}, "IMAPCOPY_RATE_LIMIT_FACTOR must be a whole number"),
+        ({"IMAPCOPY_RATE_LIMIT_FACTOR": "0"}, "IMAPCOPY_RATE_LIMIT_FACTOR must be at least 1"),
     ],
 )
 def test_bad_setting_stops_start_up_with_a_clear_message(overrides, message):
@@ -123,3 +125,16 @@ def test_local_run_needs_no_configuration(tmp_path):
     assert result.stdout.split() == ["True", "django.db.backends.sqlite3", "1"]
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "credential_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_rate_limits_are_unchanged_by_default_and_scaled_by_the_factor(settings):
+    from django.core.cache import cache
+
+    from apps.selfservice.ratelimit import allow
+
+    cache.clear()
+    assert settings.IMAPCOPY_RATE_LIMIT_FACTOR == 1
+    assert [allow("factor-test", "a", limit=2, window_seconds=60) for _ in range(3)] == [True, True, False]
+    settings.IMAPCOPY_RATE_LIMIT_FACTOR = 3
+    assert [allow("factor-test", "b", limit=2, window_seconds=60) for _ in range(7)] == [True] * 6 + [False]
+    cache.clear()
