@@ -27,6 +27,14 @@ log = logging.getLogger("imapcopy.engine")
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\+?\}\r\n$")
 _RESP_CODE = re.compile(rb"^\[([A-Z0-9.-]+)(?: ([^\]]*))?\]")
 _MAX_LINE = 10 * 1024 * 1024
+# What a server may send, so that a hostile or broken one cannot exhaust memory or time: a bigger
+# literal is refused before any of it is read, a longer line or answer ends the connection.
+DEFAULT_MAX_LITERAL = 256 * 1024 * 1024  # a message (Endpoint.max_literal_bytes overrides it)
+SETUP_MAX_LINE = 64 * 1024  # what imaplib reads: greeting, STARTTLS, LOGIN, CAPABILITY, NAMESPACE, LOGOUT
+SETUP_MAX_LITERAL = 64 * 1024
+SETUP_MAX_BYTES = 1024 * 1024  # all of it together, per connection
+MAX_COLLECTED_RESPONSES = 100_000  # untagged responses kept for one raw command
+MAX_COLLECTED_BYTES = 64 * 1024 * 1024
 THROTTLE_CODES = {b"UNAVAILABLE", b"LIMIT", b"INUSE"}
 
 
@@ -44,30 +52,61 @@ def _ssl_context(endpoint: Endpoint) -> ssl.SSLContext:
 class _Client(imapclient.IMAPClient):
     """IMAPClient that may TCP-connect to a pre-resolved address while verifying `host`."""
 
-    def __init__(self, *args, connect_address: str | None = None, **kwargs) -> None:
+    def __init__(self, *args, connect_address: str | None = None, side: str | None = None, **kwargs) -> None:
         self._connect_address = connect_address
+        self._side = side
         super().__init__(*args, **kwargs)
 
     def _create_IMAP4(self):
         address = self._connect_address or self.host
         timeout = getattr(self._timeout, "connect", None)
         if self.ssl:
-            return _TLSIMAP4(self.host, self.port, address, self.ssl_context, timeout)
-        return _PlainIMAP4(self.host, self.port, address, timeout)
+            return _TLSIMAP4(self.host, self.port, address, self.ssl_context, timeout, self._side)
+        return _PlainIMAP4(self.host, self.port, address, timeout, self._side)
 
 
-class _PlainIMAP4(imaplib.IMAP4):
-    def __init__(self, host: str, port: int, address: str, timeout: float | None) -> None:
-        self._address, self._connect_timeout = address, timeout
+def too_large(what: str, side: str | None) -> EngineError:
+    return EngineError(ErrorCode.RESPONSE_TOO_LARGE, f"the server sent {what}", side)
+
+
+class _BoundedReads(imaplib.IMAP4):
+    """imaplib reads with bounds: imaplib would read any announced literal whole into memory, and
+    turns an over-long line into an error that imapclient reports as a failed login."""
+
+    _side: str | None = None
+    _setup_bytes = 0
+
+    def _count(self, n: int) -> None:
+        self._setup_bytes += n
+        if self._setup_bytes > SETUP_MAX_BYTES:
+            raise too_large("an answer that never ends", self._side)
+
+    def readline(self) -> bytes:
+        line = self.file.readline(SETUP_MAX_LINE + 1)
+        self._count(len(line))
+        if len(line) > SETUP_MAX_LINE:
+            raise too_large("a line that never ends", self._side)
+        return line
+
+    def read(self, size: int) -> bytes:
+        if size > SETUP_MAX_LITERAL:
+            raise too_large(f"a literal of {size} bytes", self._side)
+        self._count(size)
+        return self.file.read(size)
+
+
+class _PlainIMAP4(_BoundedReads):
+    def __init__(self, host: str, port: int, address: str, timeout: float | None, side: str | None) -> None:
+        self._address, self._connect_timeout, self._side = address, timeout, side
         super().__init__(host, port)
 
     def _create_socket(self, timeout=None):
         return socket.create_connection((self._address, self.port), self._connect_timeout)
 
 
-class _TLSIMAP4(imaplib.IMAP4):
-    def __init__(self, host, port, address, context, timeout) -> None:
-        self._address, self._context, self._connect_timeout = address, context, timeout
+class _TLSIMAP4(_BoundedReads):
+    def __init__(self, host, port, address, context, timeout, side) -> None:
+        self._address, self._context, self._connect_timeout, self._side = address, context, timeout, side
         super().__init__(host, port)
 
     def _create_socket(self, timeout=None):
@@ -109,13 +148,14 @@ def connect(endpoint: Endpoint, side: str | None) -> Session:
             ssl_context=context,
             timeout=endpoint.timeout,
             connect_address=endpoint.connect_address,
+            side=side,
         )
     except imaplib.IMAP4.error as exc:
         # imaplib raises this when the greeting is not an IMAP greeting.
         raise EngineError(ErrorCode.NOT_IMAP, "the server did not greet like an IMAP server", side) from exc
     except Exception as exc:
         err = classify_os_error(exc, side)
-        if err.code == ErrorCode.PROTOCOL_ERROR:
+        if err.code in (ErrorCode.PROTOCOL_ERROR, ErrorCode.RESPONSE_TOO_LARGE):
             err = EngineError(ErrorCode.NOT_IMAP, "the server did not greet like an IMAP server", side)
         raise err from exc
     # imapclient logs the whole protocol at debug level; keep message bodies out of the logs.
@@ -137,7 +177,10 @@ def connect(endpoint: Endpoint, side: str | None) -> Session:
     except Exception as exc:
         _close_quietly(client)
         raise classify_os_error(exc, side) from exc
-    return Session(client, side, capabilities)
+    session = Session(client, side, capabilities)
+    session.max_literal = endpoint.max_literal_bytes or DEFAULT_MAX_LITERAL
+    session.max_folders = endpoint.max_folders
+    return session
 
 
 def _close_quietly(client: imapclient.IMAPClient) -> None:
@@ -186,6 +229,9 @@ class Session:
         self.capabilities = capabilities
         self._imap = client._imap
         self._tag = 0
+        self.max_literal = DEFAULT_MAX_LITERAL
+        self.max_folders: int | None = None  # None: folders.DEFAULT_MAX_FOLDERS
+        self.broken = False  # the stream can no longer be trusted: close without LOGOUT
 
     # capabilities ------------------------------------------------------------
     def has(self, capability: str) -> bool:
@@ -212,20 +258,29 @@ class Session:
         except Exception as exc:
             raise classify_os_error(exc, self.side) from exc
 
+    def fail(self, error: EngineError) -> EngineError:
+        """Mark the connection unusable (no LOGOUT on close) and return the error to raise."""
+        self.broken = True
+        return error
+
     def _readline(self) -> bytes:
         try:
             line = self._imap.file.readline(_MAX_LINE)
         except Exception as exc:
-            raise classify_os_error(exc, self.side) from exc
+            raise self.fail(classify_os_error(exc, self.side)) from exc
         if not line:
             raise TransientError(ErrorCode.NETWORK_ERROR, "the server closed the connection", self.side)
+        if len(line) >= _MAX_LINE and not line.endswith(b"\n"):
+            raise self.fail(too_large("a line that never ends", self.side))
         return line
 
     def _read_exact(self, size: int) -> bytes:
+        if size > self.max_literal:
+            raise self.fail(too_large(f"a literal of {size} bytes", self.side))
         try:
             data = self._imap.file.read(size)
         except Exception as exc:
-            raise classify_os_error(exc, self.side) from exc
+            raise self.fail(classify_os_error(exc, self.side)) from exc
         if len(data) != size:
             raise TransientError(ErrorCode.NETWORK_ERROR, "the server closed the connection", self.side)
         return data
@@ -246,6 +301,7 @@ class Session:
     def read_until(self, tag: bytes, on_untagged=None) -> Completion:
         """Read responses until the tagged completion of `tag`."""
         untagged: list[Response] = []
+        kept = 0  # bytes in `untagged`
         prefix = tag + b" "
         while True:
             resp = self.read_response()
@@ -259,6 +315,9 @@ class Session:
                 on_untagged(resp)
             elif resp.text.startswith(b"*"):
                 untagged.append(resp)
+                kept += len(resp.text) + sum(len(x) for x in resp.literals)
+                if len(untagged) > MAX_COLLECTED_RESPONSES or kept > MAX_COLLECTED_BYTES:
+                    raise self.fail(too_large("an answer that never ends", self.side))
 
     def command(self, line: bytes, on_untagged=None) -> Completion:
         tag = self.next_tag()
@@ -298,18 +357,34 @@ class Session:
             tag = self.next_tag()
             tags.append((tag, name))
             self.send(tag + b" STATUS " + quote(name) + b" (" + items + b")\r\n")
-        collected: list[Response] = []
+        wanted = set(mailboxes)
+        found: dict[bytes, dict[str, int]] = {}
+        seen = 0
+
+        def collect(resp: Response) -> None:
+            nonlocal seen
+            seen += 1  # a few unsolicited responses are normal; an endless stream is not
+            if seen > 2 * len(mailboxes) + 10_000:
+                raise self.fail(too_large("an answer that never ends", self.side))
+            try:
+                parsed = parse_status(resp)
+            except ValueError:  # not numbers: not an answer to our STATUS
+                return
+            if parsed and parsed[0] in wanted:
+                found.setdefault(parsed[0], parsed[1])
+
         for tag, name in tags:
-            done = self.read_until(tag, collected.append)
+            done = self.read_until(tag, collect)
             if not done.ok:
                 out[name] = {}
-        for resp in collected:
-            parsed = parse_status(resp)
-            if parsed:
-                out.setdefault(parsed[0], parsed[1])
+        for name, values in found.items():
+            out.setdefault(name, values)
         return out
 
     def close(self) -> None:
+        if self.broken:
+            _close_quietly(self.client)
+            return
         try:
             self.client.logout()
         except Exception:
@@ -380,6 +455,9 @@ def parse_status(resp: Response) -> tuple[bytes, dict[str, int]] | None:
 
 
 def quote(name: bytes) -> bytes:
+    if b"\r" in name or b"\n" in name or b"\0" in name:
+        # These cannot be sent in a quoted string; refuse rather than inject them into a command.
+        raise EngineError(ErrorCode.PROTOCOL_ERROR, "a folder name with control characters cannot be sent")
     return b'"' + name.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 

@@ -17,6 +17,10 @@ class ErrorCode(StrEnum):
     CANCELLED = "cancelled"
     ERROR_BUDGET_EXCEEDED = "error_budget_exceeded"
     PROTOCOL_ERROR = "protocol_error"
+    # The server sent more than any mail server would (a gigantic literal, a line or an answer
+    # that never ends): refused before it is read, so memory and time stay bounded.
+    RESPONSE_TOO_LARGE = "response_too_large"
+    TOO_MANY_FOLDERS = "too_many_folders"
     INTERNAL_ERROR = "internal_error"
 
 

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 from imapclient import imap_utf7
 
-from .connection import Session
+from .connection import Response, Session, too_large, unquote
+from .errors import EngineError, ErrorCode
+
+# More folders than this fails the copy with too_many_folders (Endpoint.max_folders overrides it):
+# the LIST is read one folder at a time and abandoned past the limit, so a server listing folders
+# without end costs neither unbounded memory nor unbounded time.  Real mailboxes stay far below.
+DEFAULT_MAX_FOLDERS = 10_000
 
 ROLE_ATTRIBUTES = {
     "\\sent": "sent",
@@ -111,6 +117,10 @@ class Folder:
     attributes: set[str]
     path: tuple[str, ...]  # parts below the personal namespace; ("INBOX",) for the inbox
     role: str | None = None
+    # `name` differs from the decoded server name (control characters replaced), or why the
+    # folder cannot be copied at all (its raw name cannot be sent back to the server safely).
+    sanitized: bool = False
+    refused: str | None = None
 
     @property
     def selectable(self) -> bool:
@@ -139,6 +149,9 @@ class Listing:
     folders: list[Folder]
     namespace: Namespace
     by_role: dict[str, Folder] = field(default_factory=dict)
+    # Folders left out: their names hold NUL, CR, LF or other control bytes, which no IMAP
+    # command can carry safely (they would end or split the command line).
+    refused: list[Folder] = field(default_factory=list)
 
 
 def decode_name(raw: bytes) -> str:
@@ -152,7 +165,52 @@ def encode_name(name: str) -> bytes:
     return imap_utf7.encode(name)
 
 
-def list_folders(session: Session) -> Listing:
+_CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_LIST_HEAD = re.compile(rb'^\* LIST \(([^)]*)\) (NIL|"(?:[^"\\]|\\.)*")[ ]?', re.I)
+_QUOTED = re.compile(rb'^"((?:[^"\\]|\\.)*)"')
+
+
+def parse_list(resp: Response) -> tuple[list[str], str | None, bytes] | None:
+    """(attributes, separator, raw name) of one LIST response, None for anything else."""
+    m = _LIST_HEAD.match(resp.text)
+    if not m:
+        return None
+    attrs = m.group(1).decode("ascii", "replace").split()
+    sep = None if m.group(2).upper() == b"NIL" else unquote(m.group(2)).decode("ascii", "replace")
+    rest = resp.text[m.end() :]
+    if rest.startswith(b"{") and resp.literals:
+        return attrs, sep, resp.literals[0]
+    q = _QUOTED.match(rest)
+    if q:
+        return attrs, sep, unquote(q.group(0))
+    return attrs, sep, rest.rstrip(b"\r\n").split(b" ", 1)[0]
+
+
+def _list(session: Session, limit: int) -> list[tuple[list[str], str | None, bytes]]:
+    entries: list[tuple[list[str], str | None, bytes]] = []
+    others = 0
+
+    def collect(resp: Response) -> None:
+        nonlocal others
+        parsed = parse_list(resp)
+        if parsed is None:
+            others += 1
+            if others > 10_000:
+                raise session.fail(too_large("an answer that never ends", session.side))
+            return
+        entries.append(parsed)
+        if len(entries) > limit:
+            raise session.fail(
+                EngineError(ErrorCode.TOO_MANY_FOLDERS, f"the server lists more than {limit} folders", session.side)
+            )
+
+    done = session.command(b'LIST "" "*"', collect)
+    session.check(done, "LIST")
+    return entries
+
+
+def list_folders(session: Session, max_folders: int | None = None) -> Listing:
     client = session.client
     client.folder_encode = False
     namespace = Namespace()
@@ -163,17 +221,22 @@ def list_folders(session: Session) -> Listing:
             namespace.prefix = decode_name(prefix if isinstance(prefix, bytes) else prefix.encode())
             namespace.separator = sep.decode() if isinstance(sep, bytes) else sep
     # Servers with SPECIAL-USE (Dovecot, Gmail, ...) include the attributes in a plain LIST.
-    entries = client.list_folders()
+    entries = _list(session, max_folders or session.max_folders or DEFAULT_MAX_FOLDERS)
     folders = []
-    for flags, sep, raw in entries:
-        raw = raw if isinstance(raw, bytes) else str(raw).encode()
-        sep_s = sep.decode() if isinstance(sep, bytes) else sep
-        name = decode_name(raw)
-        attrs = {f.decode().lower() if isinstance(f, bytes) else f.lower() for f in flags}
-        folders.append(Folder(name, raw, sep_s, attrs, _path(name, sep_s, namespace)))
+    refused = []
+    for flags, sep_s, raw in entries:
+        decoded = decode_name(raw)
+        name = _CONTROL_CHARS.sub("_", decoded)
+        attrs = {f.lower() for f in flags}
+        folder = Folder(name, raw, sep_s, attrs, _path(name, sep_s, namespace), sanitized=name != decoded)
+        if _CONTROL_BYTES.search(raw):
+            folder.refused = "control_characters"
+            refused.append(folder)
+            continue
+        folders.append(folder)
     if namespace.separator is None and folders:
         namespace.separator = folders[0].separator
-    listing = Listing(folders, namespace)
+    listing = Listing(folders, namespace, refused=refused)
     _assign_roles(listing)
     return listing
 
@@ -240,6 +303,9 @@ def dest_name_for(path: tuple[str, ...], dest: Listing) -> tuple[str, bool]:
         if sep in part:
             part = part.replace(sep, "_")
             changed = True
+        if part in (".", ".."):  # never a name that means "this" or "parent" folder anywhere
+            part = "_" * len(part)
+            changed = True
         parts.append(part)
     return dest.namespace.prefix + sep.join(parts), changed
 
@@ -274,7 +340,7 @@ def plan_folders(source: Listing, dest: Listing, skip_gmail_virtual: bool) -> li
                 dest_name=found.name if found else name,
                 dest_raw=found.raw if found else encode_name(name),
                 dest_exists=found is not None and found.selectable,
-                renamed=changed,
+                renamed=changed or folder.sanitized,
             )
         )
     return plans

@@ -29,6 +29,10 @@ class Endpoint:
     max_connections: int | None = None
     max_messages_per_second: float | None = None
     max_bytes_per_second: float | None = None
+    # Bounds on what the server may send (None: the engine's defaults, connection.DEFAULT_MAX_LITERAL
+    # and folders.DEFAULT_MAX_FOLDERS): a bigger literal or a longer folder list fails the run.
+    max_literal_bytes: int | None = None
+    max_folders: int | None = None
 
     def __str__(self) -> str:
         return f"{self.login}@{self.host}:{self.port} ({self.security.value})"
