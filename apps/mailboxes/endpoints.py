@@ -28,6 +28,9 @@ def endpoint_for(
             account.host, account.port, settings.IMAPCOPY_ALLOWED_PRIVATE_NETWORKS
         )
     provider = account.provider
+    # A literal much bigger than the largest message the service copies is refused unread.
+    max_message = settings.IMAPCOPY_MAX_MESSAGE_BYTES
+    max_literal = max_message + max(1024 * 1024, max_message // 10) if max_message else None
     return engine.Endpoint(
         host=account.host,
         port=account.port,
@@ -41,4 +44,5 @@ def endpoint_for(
         max_messages_per_second=provider.max_messages_per_second,
         max_bytes_per_second=provider.max_bytes_per_second,
         timeout=timeout,
+        max_literal_bytes=max_literal,
     )

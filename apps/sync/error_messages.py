@@ -21,6 +21,13 @@ ERROR_MESSAGES = {
     "cancelled": _("The synchronization was cancelled."),
     "error_budget_exceeded": _("Too many messages could not be copied, so the synchronization stopped."),
     "protocol_error": _("The server gave an answer we could not understand. Please contact our support."),
+    "response_too_large": _(
+        "The server sent an abnormally large answer, so the connection was stopped. Check the IMAP server "
+        "and the port; if they are right, please contact your provider."
+    ),
+    "too_many_folders": _(
+        "This mailbox has more folders than we can copy in one synchronization. Please contact our support."
+    ),
     "internal_error": _("An unexpected error occurred on our side. Our team has been told; please try again later."),
     "credentials_erased": _("The passwords of this synchronization have been erased. Please start a new one."),
     "rate_limited": _("Too many attempts. Please wait a few minutes before trying again."),
