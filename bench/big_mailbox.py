@@ -78,12 +78,14 @@ def folder_counts(account: mail.Account) -> dict[str, int]:
 
 
 class Sampler(threading.Thread):
-    """Every `interval` s: elapsed, RSS of the copier and its children, messages copied."""
+    """Every `interval` s: elapsed, RSS of the copier and its children, messages on the
+    destination (IMAP STATUS, what has really arrived) and the job's messages_copied counter
+    (what the portal shows; it moves when checkpoints are recorded, so in steps)."""
 
-    def __init__(self, pid: int, interval: float) -> None:
+    def __init__(self, pid: int, interval: float, destination: mail.Account) -> None:
         super().__init__(daemon=True)
-        self.pid, self.interval = pid, interval
-        self.samples: list[tuple[float, float, int]] = []
+        self.pid, self.interval, self.destination = pid, interval, destination
+        self.samples: list[tuple[float, float, int, int]] = []
         self.stop = threading.Event()
         self.started = time.monotonic()
 
@@ -101,33 +103,51 @@ class Sampler(threading.Thread):
                 pass
         return total / 1e6
 
-    def copied(self) -> int:
+    def recorded(self) -> int:
         from apps.sync.models import SyncJob
 
         return SyncJob.objects.order_by("-id").values_list("messages_copied", flat=True).first() or 0
 
+    @staticmethod
+    def arrived(client) -> int:
+        names = [name for flags, _, name in client.list_folders() if b"\\Noselect" not in flags]
+        return sum(client.folder_status(name, [b"MESSAGES"])[b"MESSAGES"] for name in names)
+
     def run(self) -> None:
-        print(f"{'time s':>7} {'RSS MB':>7} {'copied':>8} {'msgs/s':>7}", flush=True)
+        print(f"{'time s':>7} {'RSS MB':>7} {'arrived':>8} {'msgs/s':>7} {'job row':>8}", flush=True)
         last_t, last_n = 0.0, 0
-        while not self.stop.is_set():
-            elapsed, rss, n = time.monotonic() - self.started, self.rss_mb(), self.copied()
-            if rss:
-                self.samples.append((elapsed, rss, n))
-                rate = (n - last_n) / (elapsed - last_t) if elapsed > last_t else 0.0
-                print(f"{elapsed:7.1f} {rss:7.1f} {n:8d} {rate:7.0f}", flush=True)
-                last_t, last_n = elapsed, n
-            self.stop.wait(self.interval)
+        with self.destination.client() as client:
+            while not self.stop.is_set():
+                elapsed, rss = time.monotonic() - self.started, self.rss_mb()
+                n, recorded = self.arrived(client), self.recorded()
+                if rss:
+                    self.samples.append((elapsed, rss, n, recorded))
+                    rate = (n - last_n) / (elapsed - last_t) if elapsed > last_t else 0.0
+                    print(f"{elapsed:7.1f} {rss:7.1f} {n:8d} {rate:7.0f} {recorded:8d}", flush=True)
+                    last_t, last_n = elapsed, n
+                self.stop.wait(self.interval)
 
 
-def copied_at(samples: list[tuple[float, float, int]], t: float) -> float:
+def copied_at(samples: list[tuple[float, float, int, int]], t: float) -> float:
     """Messages copied at time t, interpolated between samples."""
-    previous = (0.0, 0.0, 0)
+    previous = (0.0, 0.0, 0, 0)
     for sample in samples:
         if sample[0] >= t:
             span = sample[0] - previous[0]
             return previous[2] + (sample[2] - previous[2]) * ((t - previous[0]) / span if span else 1)
         previous = sample
     return samples[-1][2] if samples else 0
+
+
+def time_at(samples: list[tuple[float, float, int, int]], n: float) -> float:
+    """When the destination held n messages, interpolated between samples."""
+    previous = (0.0, 0.0, 0, 0)
+    for sample in samples:
+        if sample[2] >= n:
+            span = sample[2] - previous[2]
+            return previous[0] + (sample[0] - previous[0]) * ((n - previous[2]) / span if span else 1)
+        previous = sample
+    return samples[-1][0] if samples else float("nan")
 
 
 def main() -> int:
@@ -173,7 +193,7 @@ def main() -> int:
             proc = subprocess.Popen(
                 cmd, env=env, cwd=harness.REPO, stdout=subprocess.PIPE, stderr=open(work / "copy.log", "wb")
             )
-            sampler = Sampler(proc.pid, args.interval)
+            sampler = Sampler(proc.pid, args.interval, dst)
             sampler.start()
             out, _ = proc.communicate()
             wall = time.perf_counter() - started
@@ -187,7 +207,13 @@ def main() -> int:
             peak = max((s[1] for s in samples), default=0.0)
             q = wall / 4
             first = copied_at(samples, q) / q
-            last = (summary.get("messages_copied", 0) - copied_at(samples, 3 * q)) / q
+            last = (args.messages - copied_at(samples, 3 * q)) / q
+            # The same by messages: how fast the first and the last quarter of the messages went.
+            quarter = args.messages / 4
+            marks = [time_at(samples, k * quarter) if k else 0.0 for k in range(5)]
+            if samples and samples[-1][2] < args.messages:
+                marks[4] = wall
+            by_messages = [quarter / (b - a) if b > a else float("nan") for a, b in itertools.pairwise(marks)]
             rates = [(b[2] - a[2]) / (b[0] - a[0]) for a, b in itertools.pairwise(samples) if b[0] > a[0]]
             steady = rates[1:-1] or rates
 
@@ -203,6 +229,7 @@ def main() -> int:
                 "peak_rss_mb_sampled": round(peak, 1), "max_rss_mb_time": round(max_rss_kb / 1024, 1),
                 "rss_mb_first_sample": round(samples[0][1], 1) if samples else None,
                 "rate_first_quarter": round(first, 1), "rate_last_quarter": round(last, 1),
+                "rate_by_message_quarter": [round(x, 1) for x in by_messages],
                 "rate_min_sample": round(min(steady), 1) if steady else None,
                 "rate_max_sample": round(max(steady), 1) if steady else None,
                 "source_counts": src_counts, "destination_counts": dst_counts, "counts_equal": same,
@@ -218,7 +245,8 @@ def main() -> int:
                 f"/usr/bin/time; first sample {figures['rss_mb_first_sample']} MB"
             )
             print(
-                f"rate: first quarter {first:.0f} msgs/s, last quarter {last:.0f} msgs/s; per sample "
+                f"rate: first quarter of the time {first:.0f} msgs/s, last quarter {last:.0f} msgs/s; per quarter of "
+                f"the messages {' / '.join(f'{x:.0f}' for x in by_messages)} msgs/s; per sample "
                 f"{figures['rate_min_sample']}-{figures['rate_max_sample']} msgs/s (first and last left out)"
             )
             print(f"destination counts {'equal the source' if same else 'DIFFER'}: {dst_counts}")
