@@ -164,6 +164,12 @@ IMAPCOPY_CA_FILE = env_str("IMAPCOPY_CA_FILE") or None
 # Unencrypted IMAP sends the customer's password in clear: refused unless this is on.
 IMAPCOPY_ALLOW_PLAINTEXT_IMAP = env_bool("IMAPCOPY_ALLOW_PLAINTEXT_IMAP", False)
 CONNECTION_TEST_SECONDS = env_int("CONNECTION_TEST_SECONDS", 15, minimum=3, maximum=60)
+# A copy gives up waiting for an IMAP server's answer (or for room to send) after this long
+# and reconnects; a server that keeps not answering fails the job with the code `timeout`.
+IMAPCOPY_IMAP_TIMEOUT_SECONDS = env_int("IMAPCOPY_IMAP_TIMEOUT_SECONDS", 60, minimum=1, maximum=3600)
+# A copy whose server stops answering after it had connected (a restart, a network outage)
+# keeps trying to reconnect this long before the job fails with a network error code.
+IMAPCOPY_NETWORK_PATIENCE_SECONDS = env_int("IMAPCOPY_NETWORK_PATIENCE_SECONDS", 300, minimum=0)
 # Accounts entered in the form but never used by a job are erased after this long.
 IMAPCOPY_ABANDONED_ACCOUNT_MINUTES = env_int("IMAPCOPY_ABANDONED_ACCOUNT_MINUTES", 60, minimum=5)
 # Copy speed assumed for the time estimate shown after a connection test.

@@ -117,7 +117,9 @@ def copy_job_mailbox(
 
     The worker and `manage.py copymailbox` both come through here, so a copy started by one
     resumes from the checkpoints the other left."""
-    tls = dict(check_host=check_hosts, ca_file=ca_file, verify_tls=verify_tls)
+    tls = dict(
+        check_host=check_hosts, ca_file=ca_file, verify_tls=verify_tls, timeout=settings.IMAPCOPY_IMAP_TIMEOUT_SECONDS
+    )
     try:
         source = endpoint_for(job.source, **tls)
     except (HostNotAllowed, HostNotFound) as exc:
@@ -132,7 +134,11 @@ def copy_job_mailbox(
         if progress_listener:
             progress_listener(progress)
 
+    connected_sides: set[str] = set()
+
     def on_event(event: engine.Event) -> None:
+        if event.kind == "connected":
+            connected_sides.add(str(event.detail.get("side")))
         services.job_record_event(job_id=job.pk, kind=event.kind, folder=event.folder or "", detail=event.detail)
         if event_listener:
             event_listener(event)
@@ -142,18 +148,54 @@ def copy_job_mailbox(
         max_message_bytes=settings.IMAPCOPY_MAX_MESSAGE_BYTES,
         batch_bytes=settings.IMAPCOPY_BATCH_BYTES,
     )
+    should_cancel = StopPoller(job.pk, run)
+    patience_ends = time.monotonic() + settings.IMAPCOPY_NETWORK_PATIENCE_SECONDS
+    delay = RECONNECT_FIRST_DELAY
     try:
-        return engine.copy_mailbox(
-            source,
-            destination,
-            options=options,
-            checkpoints=FolderProgressCheckpoints(job.pk),
-            on_progress=on_progress,
-            on_event=on_event,
-            should_cancel=StopPoller(job.pk, run),
-        )
+        while True:
+            result = engine.copy_mailbox(
+                source,
+                destination,
+                options=options,
+                checkpoints=FolderProgressCheckpoints(job.pk),
+                on_progress=on_progress,
+                on_event=on_event,
+                should_cancel=should_cancel,
+            )
+            # The engine gives up after a few seconds of failed reconnects, and at once when a
+            # connection is refused: a server restarting, or a link down for a minute, would fail
+            # the job. Servers this run did reach get more patience; the next engine run resumes
+            # from the checkpoints. A server never reached (a wrong port) still fails at once.
+            retry = (
+                result.status == "failed"
+                and result.error_code in NETWORK_ERROR_CODES
+                and connected_sides >= {"source", "destination"}
+                and time.monotonic() + delay < patience_ends
+            )
+            if not retry:
+                return result
+            services.job_record_event(
+                job_id=job.pk,
+                kind="reconnecting",
+                detail={"side": result.error_side, "reason": str(result.error_code), "wait_seconds": delay},
+            )
+            _wait(delay, should_cancel)  # heartbeats; a cancel makes the next engine run return at once
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
     finally:
         del source, destination
+
+
+# Failures of a connection that worked earlier in the run, worth another engine run later.
+NETWORK_ERROR_CODES = {engine.ErrorCode.NETWORK_ERROR, engine.ErrorCode.TIMEOUT, engine.ErrorCode.CONNECTION_REFUSED}
+RECONNECT_FIRST_DELAY = 2.0
+RECONNECT_MAX_DELAY = 60.0
+
+
+def _wait(seconds: float, should_cancel: StopPoller) -> None:
+    """Sleep, asking should_cancel (the run's heartbeat) as often as it wants to be asked."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not should_cancel():
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
 
 ENGINE_STATUS_TO_JOB = {
