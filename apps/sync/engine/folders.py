@@ -340,7 +340,7 @@ def plan_folders(source: Listing, dest: Listing, skip_gmail_virtual: bool) -> li
                 dest_name=found.name if found else name,
                 dest_raw=found.raw if found else encode_name(name),
                 dest_exists=found is not None and found.selectable,
-                renamed=changed or folder.sanitized,
+                renamed=changed,
             )
         )
     return plans
