@@ -1,0 +1,77 @@
+"""A real worker copying from a hostile IMAP server: the job fails with the code that names the
+misbehaviour, in bounded time and memory, and the passwords follow the usual rules."""
+
+import datetime
+import resource
+import time
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from apps.mailboxes.models import MailAccount
+from apps.sync import services
+from apps.sync.error_messages import error_message
+from apps.sync.models import JobEvent, JobStatus, SyncJob
+from tests.support.hostile_imap import LOGIN, PASSWORD, HostileImapServer, Scenario
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+# The worker's peak memory (the work horse RQ forks for the job counts: the test waits for the
+# worker, which waits for it). Django + RQ + the engine need ~100 MB; the hostile server offers
+# 2 GB literals and endless answers.
+MAX_WORKER_RSS_MB = 300
+
+
+@pytest.fixture
+def hostile_job(imap_trust, make_account, redis_connection):
+    _source_server, destination_server, _bundle = imap_trust
+    destination_user = destination_server.new_user()
+
+    def make(server: HostileImapServer) -> SyncJob:
+        source = make_account("hostile@example.org", login=LOGIN, password=PASSWORD, host="127.0.0.1",
+                              port=server.port, security="none")  # fmt: skip
+        destination = make_account(
+            f"{destination_user.login}@example.org", login=destination_user.login, password=destination_user.password,
+            host="localhost", port=destination_server.tls_port,
+        )  # fmt: skip
+        return services.job_create(source=source, destination=destination)
+
+    return make
+
+
+@pytest.mark.parametrize(
+    "scenario, code",
+    [
+        (Scenario.LOGIN_ENDLESS_LITERAL, "response_too_large"),
+        (Scenario.LIST_20000, "too_many_folders"),
+        (Scenario.FETCH_ENDLESS_LITERAL, "response_too_large"),
+        (Scenario.SMTP_GREETING, "not_imap"),
+    ],
+)
+def test_a_job_from_a_hostile_source_fails_with_a_clear_code(hostile_job, run_worker, scenario, code):
+    with HostileImapServer(scenario) as server:
+        job = hostile_job(server)
+        started = time.monotonic()
+        worker = run_worker(timeout=120)
+        elapsed = time.monotonic() - started
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    job.refresh_from_db()
+    assert (job.status, job.error_code, job.error_side) == (JobStatus.FAILED, code, "source")
+    assert elapsed < 60, "the worker gives up at once instead of retrying a server that misbehaves"
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 < MAX_WORKER_RSS_MB
+    assert server.bytes_sent < 64 * 1024 * 1024
+    assert error_message(job.error_code) != error_message("internal_error"), "the customer reads what went wrong"
+    assert JobEvent.objects.filter(job=job, kind="error", detail__code=code).exists()
+
+    # Passwords: never in the worker's output; kept for a retry during the grace period, then erased.
+    assert PASSWORD not in worker.stdout + worker.stderr + job.error_detail
+    job.source.refresh_from_db()
+    assert job.source.has_password
+    long_ago = timezone.now() - datetime.timedelta(days=3)
+    SyncJob.objects.filter(pk=job.pk).update(finished_at=long_ago)
+    MailAccount.objects.filter(pk__in=[job.source_id, job.destination_id]).update(created_at=long_ago)
+    call_command("purge_credentials")
+    job.source.refresh_from_db()
+    job.destination.refresh_from_db()
+    assert not job.source.has_password and not job.destination.has_password
