@@ -68,6 +68,19 @@ def copy_mailbox(
 
 
 @dataclass
+class _Uncredited:
+    """Work done past a folder's checkpoint (``last_uid``).  It is credited to the folder's counters
+    only once the checkpoint covers ``uid``: a resumed run meets that work again (reconciliation
+    recognises the messages) and counts it then, so counting it now as well would count it twice."""
+
+    uid: int
+    copied: int = 0
+    nbytes: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+@dataclass
 class _Totals:
     folders_total: int = 0
     messages_total: int = 0
@@ -102,7 +115,10 @@ class _CopyRun:
         self._stop = threading.Event()
         self._workers: set[int | None] = set()
         self._calls: queue.Queue = queue.Queue()
-        self._counter_lock = threading.Lock()
+        # Guards the checkpoints' counters and last_uid, the uncredited work and the run totals.
+        self._counter_lock = threading.RLock()
+        self._uncredited: dict[str, list[_Uncredited]] = {}
+        self._skipped_seen: set[tuple[str, int]] = set()
         self._source_limiter = RateLimiter(source.max_messages_per_second, source.max_bytes_per_second)
         self._dest_limiter = RateLimiter(destination.max_messages_per_second, destination.max_bytes_per_second)
 
@@ -130,22 +146,49 @@ class _CopyRun:
             log.exception("on_progress callback failed")
 
     def snapshot(self) -> Progress:
-        cks = [self.checkpoints[name] for name in self.active if name in self.checkpoints]
-        return Progress(
-            folders_total=self.totals.folders_total,
-            folders_done=sum(1 for c in cks if c.done),
-            messages_total=self.totals.messages_total,
-            messages_copied=sum(c.messages_copied for c in cks),
-            messages_skipped=sum(c.messages_skipped for c in cks),
-            messages_failed=sum(c.messages_failed for c in cks),
-            bytes_total=self.totals.bytes_total,
-            bytes_copied=sum(c.bytes_copied for c in cks),
-            current_folder=self.current_folder,
-        )
+        with self._counter_lock:
+            cks = [self.checkpoints[name] for name in self.active if name in self.checkpoints]
+            pending = [u for name in self.active for u in self._uncredited.get(name, ())]
+            return Progress(
+                folders_total=self.totals.folders_total,
+                folders_done=sum(1 for c in cks if c.done),
+                messages_total=self.totals.messages_total,
+                messages_copied=sum(c.messages_copied for c in cks) + sum(u.copied for u in pending),
+                messages_skipped=sum(c.messages_skipped for c in cks) + sum(u.skipped for u in pending),
+                messages_failed=sum(c.messages_failed for c in cks) + sum(u.failed for u in pending),
+                bytes_total=self.totals.bytes_total,
+                bytes_copied=sum(c.bytes_copied for c in cks) + sum(u.nbytes for u in pending),
+                current_folder=self.current_folder,
+            )
 
     def save(self, ck: FolderCheckpoint) -> None:
         # A copy: the worker keeps mutating its checkpoint while the store persists this state.
-        self._call(self.store.save, dataclasses.replace(ck))
+        with self._counter_lock:
+            state = dataclasses.replace(ck)
+        self._call(self.store.save, state)
+
+    def _defer(self, ck: FolderCheckpoint, work: _Uncredited) -> None:
+        with self._counter_lock:
+            self._uncredited.setdefault(ck.source_name, []).append(work)
+
+    def _advance(self, ck: FolderCheckpoint, last_uid: int) -> None:
+        """Move the checkpoint to last_uid and credit the work it now covers, atomically, so that a
+        saved checkpoint never covers work it does not count (or counts work it does not cover)."""
+        with self._counter_lock:
+            ck.last_uid = max(ck.last_uid, last_uid)
+            waiting = self._uncredited.get(ck.source_name)
+            if not waiting:
+                return
+            still = []
+            for work in waiting:
+                if work.uid <= ck.last_uid:
+                    ck.messages_copied += work.copied
+                    ck.bytes_copied += work.nbytes
+                    ck.messages_skipped += work.skipped
+                    ck.messages_failed += work.failed
+                else:
+                    still.append(work)
+            self._uncredited[ck.source_name] = still
 
     def cancel_requested(self) -> bool:
         try:
@@ -373,6 +416,10 @@ class _CopyRun:
         dstate = dst.select(plan.dest_raw, readonly=False)
         plan.keep_flag = _flag_filter(dstate.permanent_flags)
         task = FolderTask(plan, ck, st["UIDVALIDITY"], st.get("UIDNEXT", 0), start_uid=1)
+        with self._counter_lock:
+            # Work past the checkpoint from an earlier attempt of this run is met again below
+            # (reconciliation or a fresh copy) and counted then.
+            self._uncredited.pop(ck.source_name, None)
         task.size_hint = st.get("SIZE") or st.get("MESSAGES", 0)
         source_same = ck.uidvalidity == st["UIDVALIDITY"]
         dest_same = ck.dest_uidvalidity == dstate.uidvalidity
@@ -384,9 +431,11 @@ class _CopyRun:
                 present = fetch_fingerprints(dst, None, ck.dest_uidnext)
                 task.present = Counter(fp for _, fp in present)
                 task.reconcile_upto = ck.pending_uid
+                task.reconcile_from = ck.last_uid if ck.dest_mark_uid is None else ck.dest_mark_uid
             else:
                 ck.pending_uid = ck.last_uid
                 ck.dest_uidnext = dstate.uidnext
+                ck.dest_mark_uid = ck.last_uid
         else:
             if ck.uidvalidity is not None or ck.dest_uidvalidity is not None:
                 self.event(
@@ -408,6 +457,7 @@ class _CopyRun:
             else:
                 ck.dest_uidnext = dstate.uidnext
                 ck.pending_uid = 0
+            ck.dest_mark_uid = 0
         self.save(ck)
         return task
 
@@ -586,10 +636,10 @@ class _CopyRun:
                             current.split.started = True
                         self.event("folder_started", current.plan.source.name, destination=current.plan.dest_name)
                 elif isinstance(item, AlreadyPresent):
-                    ck = item.task.checkpoint
-                    ck.messages_copied += item.count
-                    ck.bytes_copied += item.nbytes
-                    self.event("already_present", item.task.plan.source.name, messages=item.count)
+                    # Credited one by one: the checkpoint may pass some of them long before others.
+                    for uid, size in item.found:
+                        self._defer(item.task.checkpoint, _Uncredited(uid, copied=1, nbytes=size))
+                    self.event("already_present", item.task.plan.source.name, messages=len(item.found))
                 elif isinstance(item, Skip):
                     self._record_skip(item)
                 elif isinstance(item, Batch):
@@ -620,34 +670,43 @@ class _CopyRun:
         ck = task.checkpoint
         ck.pending_uid = max(ck.pending_uid, batch.max_uid)
         self.save(ck)  # durable before the APPEND: a crash now leaves a window to reconcile
-        if batch.messages:
-            outcome = appender.append(task.plan.dest_raw, batch.messages, task.plan.keep_flag)
-        else:
-            outcome = None
+        outcome = appender.append(task.plan.dest_raw, batch.messages, task.plan.keep_flag) if batch.messages else None
+        if outcome is not None:
+            self._record_outcome(task, batch, outcome)
         if task.split is not None:
             # Other pipelines copy other parts of this folder: advance to the common watermark
             # and leave dest_uidnext where the folder started, so a crash window covers them all.
-            with task.split.lock:
+            with self._counter_lock, task.split.lock:
                 task.segment.confirmed = batch.max_uid
-                ck.last_uid = max(ck.last_uid, task.split.watermark())
+                self._advance(ck, task.split.watermark())
         else:
-            ck.last_uid = batch.max_uid
+            self._advance(ck, batch.max_uid)
         if task.present is None and task.split is None:
             ck.pending_uid = ck.last_uid
+            uidnext = ck.dest_uidnext  # nothing appended: still where copies of UIDs > last_uid start
             if outcome and outcome.dest_uids:
-                ck.dest_uidnext = max(outcome.dest_uids) + 1
+                uidnext = max(outcome.dest_uids) + 1
             elif outcome and outcome.appended:
-                ck.dest_uidnext = self._dest_uidnext(dst, task) or ck.dest_uidnext
-        if outcome is None:
-            return
+                uidnext = self._dest_uidnext(dst, task)
+            if uidnext:
+                ck.dest_uidnext, ck.dest_mark_uid = uidnext, ck.last_uid
+        if outcome is not None and self.failed_this_run > self.options.error_budget:
+            raise EngineError(
+                ErrorCode.ERROR_BUDGET_EXCEEDED,
+                f"more than {self.options.error_budget} messages failed",
+                "destination",
+            )
+
+    def _record_outcome(self, task: FolderTask, batch: Batch, outcome) -> None:
         copied = len(outcome.appended)
         nbytes = sum(len(m.body) for m in outcome.appended)
-        ck.messages_copied += copied
-        ck.bytes_copied += nbytes
+        self._defer(
+            task.checkpoint, _Uncredited(batch.max_uid, copied=copied, nbytes=nbytes, failed=len(outcome.failed))
+        )
         with self._counter_lock:
             self.copied_this_run += copied
             self.bytes_this_run += nbytes
-        with self._counter_lock:
+            self.failed_this_run += len(outcome.failed)
             new_keywords = outcome.dropped_keywords - self.dropped_keywords
             self.dropped_keywords |= new_keywords
         if new_keywords:
@@ -655,9 +714,6 @@ class _CopyRun:
         for msg in outcome.too_large:
             self._record_skip(Skip(task, msg.uid, len(msg.body), "rejected_too_large", *header_summary(msg.body)))
         for msg, reason in outcome.failed:
-            ck.messages_failed += 1
-            with self._counter_lock:
-                self.failed_this_run += 1
             date, subject = header_summary(msg.body)
             self.event(
                 "message_failed",
@@ -668,21 +724,18 @@ class _CopyRun:
                 size=len(msg.body),
                 reason=reason,
             )
-            if self.failed_this_run > self.options.error_budget:
-                raise EngineError(
-                    ErrorCode.ERROR_BUDGET_EXCEEDED,
-                    f"more than {self.options.error_budget} messages failed",
-                    "destination",
-                )
 
     def _dest_uidnext(self, dst: Session, task: FolderTask) -> int | None:
         statuses = dst.status([task.plan.dest_raw], b"UIDNEXT")
         return statuses.get(task.plan.dest_raw, {}).get("UIDNEXT")
 
     def _record_skip(self, item: Skip) -> None:
-        ck = item.task.checkpoint
-        ck.messages_skipped += 1
         folder = item.task.plan.source.name
+        self._defer(item.task.checkpoint, _Uncredited(item.uid, skipped=1))
+        with self._counter_lock:
+            if (folder, item.uid) in self._skipped_seen:
+                return  # met again by a retry within this run: reported once
+            self._skipped_seen.add((folder, item.uid))
         self.skipped.append(SkippedMessage(folder, item.uid, item.date, item.subject, item.size, item.reason))
         self.event(
             "message_skipped",
@@ -697,18 +750,21 @@ class _CopyRun:
     def _finish_folder(self, dst: Session, appender: Appender, task: FolderTask) -> None:
         ck = task.checkpoint
         if task.split is not None:
-            with task.split.lock:
+            with self._counter_lock, task.split.lock:
                 task.segment.done = True
-                ck.last_uid = max(ck.last_uid, task.split.watermark())
+                self._advance(ck, task.split.watermark())
                 last_piece = all(seg.done for seg in task.split.segments)
             if not last_piece:
                 self.save(ck)
                 return
-        ck.last_uid = max(ck.last_uid, task.source_uidnext - 1)
+        self._advance(ck, task.source_uidnext - 1)
         ck.pending_uid = ck.last_uid
         ck.source_uidnext = task.source_uidnext
+        uidnext = ck.dest_uidnext
         if task.present is not None or task.split is not None:
-            ck.dest_uidnext = self._dest_uidnext(dst, task) or ck.dest_uidnext
+            uidnext = self._dest_uidnext(dst, task)
+        if uidnext:
+            ck.dest_uidnext, ck.dest_mark_uid = uidnext, ck.last_uid
         ck.done = True
         self.save(ck)
         self.event(

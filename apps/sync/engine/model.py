@@ -70,6 +70,10 @@ class FolderCheckpoint:
     # Highest source UID of an APPEND that was sent but not yet confirmed; while it is above
     # last_uid, destination UIDs >= dest_uidnext may already hold some of those messages.
     pending_uid: int = 0
+    # Destination UIDs >= dest_uidnext hold copies of source messages with UIDs above this one
+    # (None: last_uid, as in checkpoints written before this field).  It trails last_uid while the
+    # parts of a split folder are copied, so their copies stay inside the reconciled window.
+    dest_mark_uid: int | None = None
 
 
 @dataclass

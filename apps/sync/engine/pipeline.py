@@ -78,6 +78,9 @@ class FolderTask:
     # with UIDs in [start_uid, reconcile_upto] (None = all of them).
     present: Counter | None = None
     reconcile_upto: int | None = None
+    # Copies of source UIDs in (reconcile_from, start_uid) are among `present` too: they are known
+    # to be there, so they must not stand in for a duplicate of theirs that is not.
+    reconcile_from: int | None = None
     size_hint: int = 0  # bytes (or messages) to copy, to hand out the biggest folders first
     segment: Segment | None = None  # set when a big folder is split between pipelines
     split: FolderSplit | None = None
@@ -110,9 +113,7 @@ class Skip:
 @dataclass
 class AlreadyPresent:
     task: FolderTask
-    count: int
-    nbytes: int
-    max_uid: int
+    found: list[tuple[int, int]]  # (source UID, size) of each message recognised on the destination
 
 
 @dataclass
@@ -231,8 +232,10 @@ def fetch_sizes(session: Session, start_uid: int) -> list[tuple[int, int]]:
     return found
 
 
-def fetch_fingerprints(session: Session, uids: list[int] | None, from_uid: int = 1) -> list[tuple[int, Fingerprint]]:
-    """Fingerprints of the given UIDs (None: every message with UID >= from_uid)."""
+def fetch_fingerprints(
+    session: Session, uids: list[int] | None, from_uid: int = 1, upto: int | None = None
+) -> list[tuple[int, Fingerprint]]:
+    """Fingerprints of the given UIDs (None: every message with UID >= from_uid, up to `upto`)."""
     out: list[tuple[int, Fingerprint]] = []
 
     def collect(resp: Response) -> None:
@@ -244,7 +247,10 @@ def fetch_fingerprints(session: Session, uids: list[int] | None, from_uid: int =
 
     if uids == []:
         return out
-    uidset = b"%d:*" % from_uid if uids is None else uid_set(uids)
+    if uids is None:
+        uidset = b"%d:*" % from_uid if upto is None else b"%d:%d" % (from_uid, upto)
+    else:
+        uidset = uid_set(uids)
     done = session.command(b"UID FETCH " + uidset + b" " + FINGERPRINT_FETCH, collect)
     session.check(done, "FETCH")
     out.sort()
@@ -350,12 +356,15 @@ class Reader(threading.Thread):
         if task.present:
             upto = task.reconcile_upto
             candidates = [uid for uid, _ in sizes if upto is None or uid <= upto]
-            matched, _ = match_present(fetch_fingerprints(s, candidates), task.present)
+            present = task.present
+            known = task.reconcile_from
+            if candidates and known is not None and known + 1 < task.start_uid:
+                confirmed = fetch_fingerprints(s, None, known + 1, task.start_uid - 1)
+                present = present - Counter(fp for _, fp in confirmed)
+            matched, _ = match_present(fetch_fingerprints(s, candidates), present)
             if matched:
-                nbytes = sum(size for uid, size in sizes if uid in matched)
-                top = max(matched)
+                self._put(AlreadyPresent(task, [(uid, size) for uid, size in sizes if uid in matched]))
                 sizes = [(uid, size) for uid, size in sizes if uid not in matched]
-                self._put(AlreadyPresent(task, len(matched), nbytes, top))
         batch: list[tuple[int, int]] = []
         batch_size = 0
         for uid, size in sizes:

@@ -41,6 +41,18 @@ def cli_command(src, dst, state: Path, *extra: str) -> tuple[list[str], dict]:
     return cmd, env
 
 
+def run_then_kill(cmd: list[str], env: dict, state: Path, delay: float) -> None:
+    """Start the command line copier and SIGKILL it `delay` seconds into its copy (timed from its
+    first checkpoint, so a slow start-up on a busy machine does not kill it before it began)."""
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def test_kill_9_then_resume_leaves_exactly_one_copy(src, dst, tmp_path):
     mails = mail.build_corpus(seed=21, messages=240, sizes=(0, 3000))
     mail.upload(src.account, mails, mail.DEFAULT_FOLDERS)
@@ -48,10 +60,7 @@ def test_kill_9_then_resume_leaves_exactly_one_copy(src, dst, tmp_path):
     # Paced and in small batches so that SIGKILL lands at many different points of the copy.
     cmd, env = cli_command(src, dst, state, "--batch-mb", "0.02", "--max-messages-per-second", "100")
     for delay in (0.35, 0.5, 0.2, 0.65, 0.45):
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        run_then_kill(cmd, env, state, delay)
     assert state.exists()
     partial = json.loads(state.read_text())
     assert any(not ck["done"] for ck in partial.values()) or len(partial) < len(mail.DEFAULT_FOLDERS)
@@ -76,6 +85,26 @@ def test_unconfirmed_append_window_is_reconciled(src, dst):
     assert result.status == "finished"
     assert result.copied_this_run == 3
     assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+
+
+def test_a_duplicate_is_not_mistaken_for_its_copied_twin_when_a_split_copy_resumes(src, dst):
+    """A split folder's window starts where the folder started, so it also holds copies of
+    confirmed messages: an uncopied exact duplicate of one of them must still be copied."""
+    twin, other = mail.build_corpus(seed=44, messages=2, folders=[("INBOX",)], duplicate_every=0)[:2]
+    mail.upload(src.account, [twin])
+    store = MemoryCheckpointStore()
+    assert copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store).status == "finished"
+    mail.upload(src.account, [other, twin])  # source UIDs 2 and 3; 3 is an exact duplicate of 1
+    # The state a split copy leaves when killed: UID 1 confirmed, the part with UIDs 2-3 sent but
+    # not confirmed (nothing of it landed), the window open from the folder's first UID.
+    ck = store.load()["INBOX"]
+    ck.last_uid, ck.pending_uid, ck.dest_uidnext, ck.dest_mark_uid, ck.done = 1, 3, 1, 0, False
+    store.save(ck)
+    result = copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store)
+    assert result.status == "finished", result
+    assert result.copied_this_run == 2
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+    assert sum(mail.snapshot(dst.account)[("INBOX",)].values()) == 3
 
 
 def test_uidvalidity_change_reconciles_without_duplicates(src, dst, dot_server):
@@ -236,13 +265,11 @@ def test_kill_9_during_split_folder_copy_leaves_exactly_one_copy(src, dst, tmp_p
         src, dst, state, "--batch-mb", "0.02", "--parallelism", "3", "--max-messages-per-second", "250"
     )
     for delay in (0.5, 0.3, 0.6):
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        run_then_kill(cmd, env, state, delay)
     assert not json.loads(state.read_text())["INBOX"]["done"]
     final = subprocess.run(cmd[:-2], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert final.returncode == 0, final.stdout + final.stderr
+    assert json.loads(state.read_text())["INBOX"]["messages_copied"] == len(mails)
     assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
 
 
@@ -264,3 +291,39 @@ def test_destination_without_multiappend_literal_plus_or_uidplus(src, tmp_path):
         again = copy_mailbox(src.endpoint(), box.endpoint(), options=CopyOptions(), checkpoints=store)
         assert again.status == "finished" and again.copied_this_run == 0
         assert mail.compare(mail.snapshot(src.account), mail.snapshot(box.account)) == []
+
+
+def test_counters_stay_exact_when_a_cancelled_split_copy_is_resumed(src, dst):
+    """Parts of a split folder run ahead of its checkpoint; the resumed run recognises that mail
+    on the destination and must not count it a second time (the customer saw 5,232 of 5,000)."""
+    mails = mail.build_corpus(seed=43, messages=400, folders=[("INBOX",)], sizes=(2000, 6000))
+    mail.upload(src.account, mails)
+    store = MemoryCheckpointStore()
+    cancel = []
+
+    def on_progress(p) -> None:
+        if p.messages_copied >= 150:
+            cancel.append(True)
+
+    options = CopyOptions(batch_bytes=16 * 1024, parallelism=3, progress_interval=0.05)
+    slow_source = src.endpoint(max_messages_per_second=300)
+    first = copy_mailbox(
+        slow_source, dst.endpoint(), options=options, checkpoints=store, on_progress=on_progress,
+        should_cancel=lambda: bool(cancel),
+    )  # fmt: skip
+    assert first.status == "cancelled"
+    on_destination = sum(mail.snapshot(dst.account)[("INBOX",)].values())
+    assert first.messages_copied == on_destination
+    saved = store.load()["INBOX"]
+    assert saved.messages_copied <= on_destination  # the checkpoint counts only what it covers
+    progress = []
+    resumed = copy_mailbox(
+        src.endpoint(), dst.endpoint(), options=options, checkpoints=store, on_progress=progress.append
+    )
+    assert resumed.status == "finished", resumed
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+    assert resumed.messages_copied == resumed.messages_total == len(mails)
+    assert resumed.copied_this_run == len(mails) - on_destination
+    assert max(p.messages_copied for p in progress) == len(mails)
+    assert store.load()["INBOX"].messages_copied == len(mails)
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
