@@ -241,3 +241,37 @@ def test_unannounced_size_limit_never_lets_message_text_run_as_commands(src):
         assert result.messages_copied == len(small)
         with dst.account.client() as c:
             assert not [name for _, _, name in c.list_folders() if "Injected" in name]
+
+
+def add_empty_messages(box, count: int) -> None:
+    """Messages the destination refuses (Dovecot will not store a zero-byte message), put straight
+    into the source's Maildir since no IMAP server would accept them either."""
+    new = box.server.maildir(box.user) / "new"
+    for i in range(count):
+        path = new / f"{1700000000 + i}.empty{i}.imapcopy-test"
+        path.write_bytes(b"")
+        if os.geteuid() == 0:
+            os.chown(path, box.server.run_uid, box.server.run_gid)
+
+
+def test_refused_messages_are_reported_and_the_copy_goes_on_within_the_error_budget(src, dst):
+    mails = mail.build_corpus(seed=34, messages=12, folders=[("INBOX",)], sizes=(800,))
+    mail.upload(src.account, mails)
+    add_empty_messages(src, 3)
+    result, events = copy(src.endpoint(), dst.endpoint(), error_budget=3)
+    assert result.status == "finished_with_errors", result
+    assert (result.messages_copied, result.messages_failed) == (len(mails), 3)
+    refused = [e for e in events if e.kind == "message_failed"]
+    assert len(refused) == 3 and all(e.folder == "INBOX" and e.detail["size"] == 0 for e in refused)
+    assert all("zero byte" in e.detail["reason"].lower() for e in refused), refused
+    assert sum(mail.snapshot(dst.account)[("INBOX",)].values()) == len(mails)
+
+
+def test_more_refused_messages_than_the_error_budget_stop_the_copy(src, dst):
+    mail.upload(src.account, mail.build_corpus(seed=35, messages=4, folders=[("INBOX",)], sizes=(800,)))
+    add_empty_messages(src, 4)
+    result, events = copy(src.endpoint(), dst.endpoint(), error_budget=2)
+    assert result.status == "failed"
+    assert (result.error_code, result.error_side) == (ErrorCode.ERROR_BUDGET_EXCEEDED, "destination")
+    assert result.messages_failed > 2  # checked after each batch: the whole batch is accounted for
+    assert any(e.kind == "error" and e.detail["code"] == "error_budget_exceeded" for e in events)
