@@ -214,8 +214,12 @@ def main() -> int:
             if samples and samples[-1][2] < args.messages:
                 marks[4] = wall
             by_messages = [quarter / (b - a) if b > a else float("nan") for a, b in itertools.pairwise(marks)]
-            rates = [(b[2] - a[2]) / (b[0] - a[0]) for a, b in itertools.pairwise(samples) if b[0] > a[0]]
-            steady = rates[1:-1] or rates
+            # Per-sample rates once messages flow (start-up and listing left out), and the last,
+            # partial interval left out.
+            flowing = [s for s in samples if s[2] > 0]
+            rates = [(b[2] - a[2]) / (b[0] - a[0]) for a, b in itertools.pairwise(flowing) if b[0] > a[0]]
+            steady = rates[:-1] or rates
+            first_message_s = flowing[0][0] if flowing else None
 
             t = time.perf_counter()
             dst_counts = folder_counts(dst)
@@ -230,6 +234,7 @@ def main() -> int:
                 "rss_mb_first_sample": round(samples[0][1], 1) if samples else None,
                 "rate_first_quarter": round(first, 1), "rate_last_quarter": round(last, 1),
                 "rate_by_message_quarter": [round(x, 1) for x in by_messages],
+                "first_message_by_s": first_message_s,
                 "rate_min_sample": round(min(steady), 1) if steady else None,
                 "rate_max_sample": round(max(steady), 1) if steady else None,
                 "source_counts": src_counts, "destination_counts": dst_counts, "counts_equal": same,
@@ -247,7 +252,8 @@ def main() -> int:
             print(
                 f"rate: first quarter of the time {first:.0f} msgs/s, last quarter {last:.0f} msgs/s; per quarter of "
                 f"the messages {' / '.join(f'{x:.0f}' for x in by_messages)} msgs/s; per sample "
-                f"{figures['rate_min_sample']}-{figures['rate_max_sample']} msgs/s (first and last left out)"
+                f"{figures['rate_min_sample']}-{figures['rate_max_sample']} msgs/s once messages flowed "
+                f"(from {first_message_s or 0:.0f} s)"
             )
             print(f"destination counts {'equal the source' if same else 'DIFFER'}: {dst_counts}")
             print(json.dumps(figures))
