@@ -36,7 +36,9 @@ def _probe_with_deadline(endpoint: engine.Endpoint, deadline: float) -> engine.M
 
     def probe() -> None:
         try:
-            outcome["summary"] = engine.probe_account(endpoint)
+            # The engine's own bounds end the thread soon after the deadline (logging in may take
+            # twice the socket timeout; after that the connection is torn down at the deadline).
+            outcome["summary"] = engine.probe_account(endpoint, deadline=deadline)
         except BaseException as exc:  # handed to the waiting thread
             outcome["error"] = exc
 
@@ -44,7 +46,7 @@ def _probe_with_deadline(endpoint: engine.Endpoint, deadline: float) -> engine.M
     thread.start()
     thread.join(deadline)
     if thread.is_alive():
-        # The probe's own socket timeouts end the thread soon; the customer need not wait.
+        # The customer need not wait for the thread to end.
         raise engine.EngineError(engine.ErrorCode.TIMEOUT, side=None, detail="connection test deadline")
     if "error" in outcome:
         raise outcome["error"]

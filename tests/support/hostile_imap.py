@@ -39,9 +39,11 @@ class Scenario(StrEnum):
     LOGIN_ENDLESS_LITERAL = "login_endless_literal"  # a 2 GB literal streamed as fast as the client reads
     LOGIN_ENDLESS_LINE = "login_endless_line"  # bytes without CRLF, forever
     LOGIN_ENDLESS_UNTAGGED = "login_endless_untagged"  # "* OK ..." lines forever, never the tagged OK
+    LOGIN_TRICKLE = "login_trickle"  # an answer trickling a byte every 0.2 s: no read ever times out
     # the folder list
     LIST_20000 = "list_20000"  # 20,000 real-looking folders
     LIST_ENDLESS = "list_endless"  # LIST lines forever
+    LIST_TRICKLE = "list_trickle"  # logs in fine, then trickles the LIST answer
     HOSTILE_NAMES = "hostile_names"  # ../, CR/LF, NUL, broken modified UTF-7, a very long name
     # opening a folder, reading a message
     SELECT_NEVER_COMPLETES = "select_never_completes"  # EXAMINE: silence
@@ -129,6 +131,7 @@ class HostileImapServer:
         self.commands: list[bytes] = []  # every command line received (first 300 bytes)
         self.bytes_sent = 0
         self.connections = 0
+        self.open_connections = 0  # connections not closed yet (by either side)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -179,6 +182,7 @@ class HostileImapServer:
             with self._lock:
                 self._conns.append(conn)
                 self.connections += 1
+                self.open_connections += 1
             thread = threading.Thread(target=self._serve, args=(conn,), name="hostile-imap-conn", daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -202,6 +206,13 @@ class HostileImapServer:
         """The same chunk again and again until the client goes away or the server stops."""
         while True:
             self._send(conn, chunk)
+
+    def _trickle(self, conn: socket.socket) -> None:
+        """A byte every 0.2 s, forever: the client's read timeouts never fire."""
+        while True:
+            self._send(conn, b"x")
+            if self._stop.wait(0.2):
+                raise ConnectionAbortedError
 
     def _stall(self) -> None:
         self._stop.wait()
@@ -236,6 +247,8 @@ class HostileImapServer:
                 conn.close()
             except OSError:
                 pass
+            with self._lock:
+                self.open_connections -= 1
 
     def _conversation(self, conn: socket.socket) -> None:
         s = self.scenario
@@ -275,10 +288,10 @@ class HostileImapServer:
         s = self.scenario
         if s == Scenario.LOGIN_GIGANTIC_LITERAL:
             self._send(conn, b"* CAPABILITY {%d}\r\nIMAP4rev1 " % GIGANTIC)
-            while True:  # a trickle, so that no read timeout ever fires
-                self._send(conn, b"x")
-                if self._stop.wait(0.1):
-                    raise ConnectionAbortedError
+            self._trickle(conn)
+        if s == Scenario.LOGIN_TRICKLE:
+            self._send(conn, b"* OK ")
+            self._trickle(conn)
         if s == Scenario.LOGIN_ENDLESS_LITERAL:
             self._send(conn, b"* OK {2000000000}\r\n")
             self._stream_forever(conn)
@@ -294,6 +307,9 @@ class HostileImapServer:
         self._send(conn, tag + b" OK [CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS] logged in\r\n")
 
     def _cmd_list(self, conn, tag, args) -> None:
+        if self.scenario == Scenario.LIST_TRICKLE:
+            self._send(conn, b'* LIST (\\HasNoChildren) "/" "')
+            self._trickle(conn)
         if self.scenario == Scenario.LIST_ENDLESS:
             counter = 0
             while True:

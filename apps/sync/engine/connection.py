@@ -14,6 +14,10 @@ import logging
 import re
 import socket
 import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import imapclient
@@ -33,6 +37,9 @@ DEFAULT_MAX_LITERAL = 256 * 1024 * 1024  # a message (Endpoint.max_literal_bytes
 SETUP_MAX_LINE = 64 * 1024  # what imaplib reads: greeting, STARTTLS, LOGIN, CAPABILITY, NAMESPACE, LOGOUT
 SETUP_MAX_LITERAL = 64 * 1024
 SETUP_MAX_BYTES = 1024 * 1024  # all of it together, per connection
+# Greeting, STARTTLS, LOGIN and CAPABILITY together may take this many times the endpoint's timeout:
+# a server trickling a byte now and then never lets a socket timeout fire.
+SETUP_TIMEOUTS = 2
 MAX_COLLECTED_RESPONSES = 100_000  # untagged responses kept for one raw command
 MAX_COLLECTED_BYTES = 64 * 1024 * 1024
 THROTTLE_CODES = {b"UNAVAILABLE", b"LIMIT", b"INUSE"}
@@ -75,29 +82,53 @@ class _BoundedReads(imaplib.IMAP4):
 
     _side: str | None = None
     _setup_bytes = 0
+    deadline: float | None = None  # time.monotonic() by which the current exchange must be over
 
     def _count(self, n: int) -> None:
         self._setup_bytes += n
         if self._setup_bytes > SETUP_MAX_BYTES:
             raise too_large("an answer that never ends", self._side)
 
+    def _chunk(self, most: int, until: bytes | None) -> bytes:
+        """What is buffered or arrives next (at most `most` bytes, up to `until`), checking the deadline."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TransientError(ErrorCode.TIMEOUT, "the server answers too slowly", self._side)
+        available = self.file.peek(1)[:most]
+        if until is not None and until in available:
+            available = available[: available.index(until) + 1]
+        return self.file.read(len(available)) if available else b""
+
     def readline(self) -> bytes:
-        line = self.file.readline(SETUP_MAX_LINE + 1)
-        self._count(len(line))
-        if len(line) > SETUP_MAX_LINE:
+        parts, size = [], 0
+        while size <= SETUP_MAX_LINE:
+            chunk = self._chunk(SETUP_MAX_LINE + 1 - size, b"\n")
+            parts.append(chunk)
+            size += len(chunk)
+            if not chunk or chunk.endswith(b"\n"):
+                break
+        self._count(size)
+        if size > SETUP_MAX_LINE:
             raise too_large("a line that never ends", self._side)
-        return line
+        return b"".join(parts)
 
     def read(self, size: int) -> bytes:
         if size > SETUP_MAX_LITERAL:
             raise too_large(f"a literal of {size} bytes", self._side)
         self._count(size)
-        return self.file.read(size)
+        parts, got = [], 0
+        while got < size:
+            chunk = self._chunk(size - got, None)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
 
 
 class _PlainIMAP4(_BoundedReads):
     def __init__(self, host: str, port: int, address: str, timeout: float | None, side: str | None) -> None:
         self._address, self._connect_timeout, self._side = address, timeout, side
+        self.deadline = time.monotonic() + SETUP_TIMEOUTS * (timeout or 60.0)
         super().__init__(host, port)
 
     def _create_socket(self, timeout=None):
@@ -107,6 +138,7 @@ class _PlainIMAP4(_BoundedReads):
 class _TLSIMAP4(_BoundedReads):
     def __init__(self, host, port, address, context, timeout, side) -> None:
         self._address, self._context, self._connect_timeout, self._side = address, context, timeout, side
+        self.deadline = time.monotonic() + SETUP_TIMEOUTS * (timeout or 60.0)
         super().__init__(host, port)
 
     def _create_socket(self, timeout=None):
@@ -177,6 +209,7 @@ def connect(endpoint: Endpoint, side: str | None) -> Session:
     except Exception as exc:
         _close_quietly(client)
         raise classify_os_error(exc, side) from exc
+    client._imap.deadline = None  # set up: from now on, the socket timeout alone
     session = Session(client, side, capabilities)
     session.max_literal = endpoint.max_literal_bytes or DEFAULT_MAX_LITERAL
     session.max_folders = endpoint.max_folders
@@ -386,9 +419,32 @@ class Session:
             _close_quietly(self.client)
             return
         try:
+            self._imap.deadline = time.monotonic() + (self._imap.sock.gettimeout() or 10.0)
             self.client.logout()
         except Exception:
             _close_quietly(self.client)
+
+    @contextmanager
+    def time_limit(self, timeouts: float = SETUP_TIMEOUTS) -> Iterator[None]:
+        """Tear the connection down if the block takes more than `timeouts` socket timeouts: for
+        exchanges that are always short, which a server trickling bytes could otherwise drag out."""
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self.abort()
+
+        timer = threading.Timer(timeouts * (self._imap.sock.gettimeout() or 60.0), expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except EngineError as exc:
+            if expired.is_set():
+                raise self.fail(TransientError(ErrorCode.TIMEOUT, "the server answers too slowly", self.side)) from exc
+            raise
+        finally:
+            timer.cancel()
 
     def abort(self) -> None:
         """Tear the socket down at once (used to unblock a thread stuck in a read)."""

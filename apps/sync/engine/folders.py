@@ -205,7 +205,8 @@ def _list(session: Session, limit: int) -> list[tuple[list[str], str | None, byt
                 EngineError(ErrorCode.TOO_MANY_FOLDERS, f"the server lists more than {limit} folders", session.side)
             )
 
-    done = session.command(b'LIST "" "*"', collect)
+    with session.time_limit():
+        done = session.command(b'LIST "" "*"', collect)
     session.check(done, "LIST")
     return entries
 

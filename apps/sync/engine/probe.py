@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from .connection import connect
 from .folders import list_folders
 from .model import Endpoint, MailboxSummary
 
 
-def probe_account(endpoint: Endpoint) -> MailboxSummary:
-    """Log in, LIST, STATUS every folder; raises EngineError with the matching code."""
+def probe_account(endpoint: Endpoint, *, deadline: float | None = None) -> MailboxSummary:
+    """Log in, LIST, STATUS every folder; raises EngineError with the matching code.
+
+    With `deadline` (seconds), the connection is torn down once it has passed, so that a server
+    trickling an answer (no socket timeout ever fires) cannot keep the probe alive for long."""
+    started = time.monotonic()
     session = connect(endpoint, None)
+    watchdog = None
+    if deadline is not None:
+        watchdog = threading.Timer(max(0.0, deadline - (time.monotonic() - started)), session.abort)
+        watchdog.daemon = True
+        watchdog.start()
     try:
         listing = list_folders(session)
         names = [f.raw for f in listing.folders if f.selectable]
@@ -22,4 +34,6 @@ def probe_account(endpoint: Endpoint) -> MailboxSummary:
             capabilities=sorted(session.capabilities),
         )
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         session.close()

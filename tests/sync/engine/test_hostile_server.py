@@ -88,6 +88,8 @@ SOURCE_FAILURES = {
     Scenario.LOGIN_ENDLESS_LITERAL: (ErrorCode.RESPONSE_TOO_LARGE, 10),
     Scenario.LOGIN_ENDLESS_LINE: (ErrorCode.RESPONSE_TOO_LARGE, 10),
     Scenario.LOGIN_ENDLESS_UNTAGGED: (ErrorCode.RESPONSE_TOO_LARGE, 10),
+    # A byte every 0.2 s: no read ever times out, the exchange as a whole does.
+    Scenario.LOGIN_TRICKLE: (ErrorCode.TIMEOUT, 10),
     Scenario.LIST_20000: (ErrorCode.TOO_MANY_FOLDERS, 10),
     Scenario.LIST_ENDLESS: (ErrorCode.TOO_MANY_FOLDERS, 10),
 }
@@ -98,12 +100,13 @@ COPY_ONLY_FAILURES = {
     Scenario.FETCH_OVERSIZED_LITERAL: (ErrorCode.RESPONSE_TOO_LARGE, 10),
     # Silence is worth retrying (a network hiccup looks the same): 6 attempts with backoff.
     Scenario.SELECT_NEVER_COMPLETES: (ErrorCode.TIMEOUT, 45),
+    Scenario.LIST_TRICKLE: (ErrorCode.TIMEOUT, 45),
 }
 
 
-@pytest.mark.parametrize("scenario", list(SOURCE_FAILURES))
+@pytest.mark.parametrize("scenario", [*SOURCE_FAILURES, Scenario.LIST_TRICKLE])
 def test_connection_test_against_a_hostile_server_fails_fast_with_its_code(scenario):
-    code, seconds = SOURCE_FAILURES[scenario]
+    code, seconds = {**SOURCE_FAILURES, Scenario.LIST_TRICKLE: (ErrorCode.TIMEOUT, 10)}[scenario]
     with HostileImapServer(scenario) as server:
         outcome = run_engine("probe", hostile_endpoint(server))
     assert (outcome["code"], outcome["side"]) == (code.value, None)
