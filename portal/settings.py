@@ -176,7 +176,8 @@ IMAPCOPY_ABANDONED_ACCOUNT_MINUTES = env_int("IMAPCOPY_ABANDONED_ACCOUNT_MINUTES
 IMAPCOPY_ESTIMATE_MESSAGES_PER_SECOND = env_int("IMAPCOPY_ESTIMATE_MESSAGES_PER_SECOND", 300, minimum=1)
 IMAPCOPY_ESTIMATE_BYTES_PER_SECOND = env_int("IMAPCOPY_ESTIMATE_BYTES_PER_SECOND", 10_000_000, minimum=1)
 # A running copy writes a heartbeat every few seconds; recovery re-queues a run silent for
-# longer than this (its worker died), and fails a job after this many runs.
+# longer than this (its worker died), and fails a job after this many runs in a row died
+# without copying anything (runs killed in the middle of a copy, by deploys, do not count).
 IMAPCOPY_HEARTBEAT_STALE_SECONDS = env_int("IMAPCOPY_HEARTBEAT_STALE_SECONDS", 180, minimum=5)
 IMAPCOPY_MAX_RUNS = env_int("IMAPCOPY_MAX_RUNS", 5, minimum=1)
 # Jobs that ended longer ago than this are deleted by `manage.py purge_jobs`.

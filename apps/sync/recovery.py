@@ -16,7 +16,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from apps.sync import services
-from apps.sync.models import JobStatus, SyncJob
+from apps.sync.models import JobEvent, JobStatus, SyncJob
 
 logger = logging.getLogger("imapcopy.recovery")
 
@@ -31,13 +31,23 @@ class RecoveryReport:
     requeued_lost_deliveries: list[int] = field(default_factory=list)
 
 
-def _delivery_alive(connection, rq_job_id: str) -> bool:
+def _delivery_alive(connection, rq_job_id: str, now: datetime.datetime) -> bool:
     if not rq_job_id:
         return False
     try:
-        return Job.fetch(rq_job_id, connection=connection).get_status(refresh=False) in LIVE_RQ_STATES
+        delivery = Job.fetch(rq_job_id, connection=connection)
     except NoSuchJobError:
         return False
+    status = delivery.get_status(refresh=False)
+    if status == "started":
+        # A worker claims its job the moment it starts it. Started long ago while the job is
+        # still queued in the database: the worker died (kill -9) between taking the delivery
+        # and claiming the job, and RQ keeps calling it started until its 48-hour timeout.
+        started = delivery.started_at
+        if started is not None and timezone.is_naive(started):
+            started = timezone.make_aware(started, datetime.UTC)
+        return started is None or started > now - QUEUED_GRACE
+    return status in LIVE_RQ_STATES
 
 
 def stale_running_jobs(now: datetime.datetime | None = None):
@@ -46,12 +56,32 @@ def stale_running_jobs(now: datetime.datetime | None = None):
     return SyncJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=silent_since), silent_since
 
 
+def runs_lost_without_progress(job: SyncJob) -> int:
+    """How many runs in a row, the silent one included, died without moving the copy on.
+
+    Workers are killed for reasons of their own (a deploy, scaling down, a lost machine): a run
+    that copied something before it died says nothing bad about its job and does not count
+    toward IMAPCOPY_MAX_RUNS. Runs that keep dying at the same point (a message that crashes
+    the worker every time) do, and fail the job."""
+    recovered = JobEvent.objects.filter(job_id=job.id, kind="recovered").order_by("id")
+    # Where each run started: nothing done for the first, then the progress at each recovery.
+    marks = [[0] * len(services.PROGRESS_FIELDS)]
+    marks += [detail.get("progress") for detail in recovered.values_list("detail", flat=True)]
+    now = services.progress_mark(job)
+    lost = 0
+    for mark in reversed(marks):
+        if mark != now:
+            break
+        lost += 1
+    return lost
+
+
 def recover_jobs(now: datetime.datetime | None = None) -> RecoveryReport:
     now = now or timezone.now()
     report = RecoveryReport()
     stale, silent_since = stale_running_jobs(now)
-    for job in stale.only("id", "attempts"):
-        if job.attempts >= settings.IMAPCOPY_MAX_RUNS:
+    for job in stale.only("id", "attempts", *services.PROGRESS_FIELDS):
+        if runs_lost_without_progress(job) >= settings.IMAPCOPY_MAX_RUNS:
             if services.job_finish(
                 job_id=job.id, run=job.attempts, status=JobStatus.FAILED, counters=None, error_code="worker_lost"
             ):
@@ -62,7 +92,7 @@ def recover_jobs(now: datetime.datetime | None = None) -> RecoveryReport:
     connection = django_rq.get_connection(settings.COPY_QUEUE)
     waiting = SyncJob.objects.filter(status=JobStatus.QUEUED, created_at__lt=now - QUEUED_GRACE)
     for job in waiting.only("id", "rq_job_id", "status"):
-        if not _delivery_alive(connection, job.rq_job_id):
+        if not _delivery_alive(connection, job.rq_job_id, now):
             try:
                 services.job_requeue(job=job)
             except services.InvalidJobState:

@@ -290,6 +290,14 @@ def job_erase_personal_data(*, job: SyncJob) -> None:
     logger.info("personal data of job %s erased", job.pk)
 
 
+# What a run that moved the copy on changes (see recovery.runs_lost_without_progress).
+PROGRESS_FIELDS = ("messages_copied", "messages_skipped", "messages_failed", "folders_done")
+
+
+def progress_mark(job: SyncJob) -> list[int]:
+    return [getattr(job, name) for name in PROGRESS_FIELDS]
+
+
 def job_requeue_lost_run(*, job_id: int, run: int, silent_since, enqueue: bool = True) -> bool:
     """Queue a running job again whose run stopped beating (its worker died).
 
@@ -303,7 +311,9 @@ def job_requeue_lost_run(*, job_id: int, run: int, silent_since, enqueue: bool =
             job = SyncJob.objects.get(id=job_id)
             if enqueue:
                 _enqueue_after_commit(job)
-            JobEvent.objects.create(job_id=job_id, kind="recovered", detail={"lost_run": run})
+            JobEvent.objects.create(
+                job_id=job_id, kind="recovered", detail={"lost_run": run, "progress": progress_mark(job)}
+            )
     if updated:
         logger.warning("job %s: run %s stopped beating; queued again", job_id, run)
     return bool(updated)

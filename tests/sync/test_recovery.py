@@ -75,3 +75,37 @@ def test_a_queued_job_whose_delivery_was_lost_is_enqueued_again(make_account, re
     job.refresh_from_db()
     assert job.status == JobStatus.QUEUED
     assert django_rq.get_queue(settings.COPY_QUEUE).job_ids == [job.rq_job_id]
+
+
+def test_runs_killed_while_copying_do_not_count_toward_the_limit(running_job, settings):
+    job, _run = running_job
+    settings.IMAPCOPY_MAX_RUNS = 2
+    for copied in (100, 200, 300):  # each run copied some mail before its worker was killed
+        SyncJob.objects.filter(pk=job.pk).update(messages_copied=copied)
+        silence(job, settings.IMAPCOPY_HEARTBEAT_STALE_SECONDS + 10)
+        assert recover_jobs().requeued_lost_runs == [job.pk]
+        assert services.job_claim(job_id=job.pk, worker_name="host:1")
+    # Then two runs in a row die without copying anything: a job that kills its worker.
+    silence(job, settings.IMAPCOPY_HEARTBEAT_STALE_SECONDS + 10)
+    assert recover_jobs().requeued_lost_runs == [job.pk]
+    services.job_claim(job_id=job.pk, worker_name="host:1")
+    silence(job, settings.IMAPCOPY_HEARTBEAT_STALE_SECONDS + 10)
+    assert recover_jobs().failed_hopeless == [job.pk]
+    job.refresh_from_db()
+    assert (job.status, job.error_code, job.attempts) == (JobStatus.FAILED, "worker_lost", 5)
+
+
+def test_a_queued_job_whose_worker_died_before_claiming_it_is_enqueued_again(make_account, redis_connection):
+    from rq import Worker
+
+    job = services.job_create(source=make_account("e@example.org"), destination=make_account("f@example.net"))
+    queue = django_rq.get_queue(settings.COPY_QUEUE)
+    worker = Worker([queue], connection=redis_connection)
+    delivery, _queue = queue.dequeue_any([queue], None, connection=redis_connection)
+    worker.prepare_job_execution(delivery)  # taken and "started" by a worker that then died
+    assert delivery.get_status() == "started"
+    assert recover_jobs().requeued_lost_deliveries == [], "a delivery just started is left to its worker"
+    later = timezone.now() + datetime.timedelta(minutes=5)
+    assert recover_jobs(now=later).requeued_lost_deliveries == [job.pk]
+    job.refresh_from_db()
+    assert queue.job_ids == [job.rq_job_id] and job.rq_job_id != delivery.id
