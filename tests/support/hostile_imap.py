@@ -214,8 +214,14 @@ class HostileImapServer:
             if self._stop.wait(0.2):
                 raise ConnectionAbortedError
 
-    def _stall(self) -> None:
-        self._stop.wait()
+    def _stall(self, conn: socket.socket) -> None:
+        """Say nothing more; notice when the client hangs up (what it sends is dropped)."""
+        while not self._stop.is_set():
+            try:
+                if not conn.recv(65536):
+                    break
+            except TimeoutError:
+                continue
         raise ConnectionAbortedError
 
     # ----------------------------------------------------------------- receiving
@@ -254,13 +260,13 @@ class HostileImapServer:
         s = self.scenario
         if s == Scenario.HTTP_GREETING:
             self._send(conn, b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n")
-            self._stall()
+            self._stall(conn)
         if s == Scenario.SMTP_GREETING:
             self._send(conn, b"220 mail.example.org ESMTP Postfix (Debian/GNU)\r\n")
-            self._stall()
+            self._stall(conn)
         self._send(conn, b"* OK [CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN] hostile IMAP server ready\r\n")
         if s == Scenario.SILENT_AFTER_GREETING:
-            self._stall()
+            self._stall(conn)
         for line in self._lines(conn):
             tag, _, rest = line.partition(b" ")
             args = _Args(rest)
@@ -343,7 +349,7 @@ class HostileImapServer:
     def _cmd_examine(self, conn, tag, args) -> None:
         s = self.scenario
         if s == Scenario.SELECT_NEVER_COMPLETES:
-            self._stall()
+            self._stall(conn)
         if s == Scenario.SELECT_ENDLESS_UNTAGGED:
             self._stream_forever(conn, b"* 1 EXISTS\r\n" * 5000)
         name = args.next() or b""

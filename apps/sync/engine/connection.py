@@ -62,14 +62,18 @@ class _Client(imapclient.IMAPClient):
     def __init__(self, *args, connect_address: str | None = None, side: str | None = None, **kwargs) -> None:
         self._connect_address = connect_address
         self._side = side
+        self.setup_deadline: float | None = kwargs.pop("setup_deadline", None)
         super().__init__(*args, **kwargs)
 
     def _create_IMAP4(self):
         address = self._connect_address or self.host
         timeout = getattr(self._timeout, "connect", None)
+        deadline = time.monotonic() + SETUP_TIMEOUTS * (timeout or 60.0)
+        if self.setup_deadline is not None:
+            deadline = min(deadline, self.setup_deadline)
         if self.ssl:
-            return _TLSIMAP4(self.host, self.port, address, self.ssl_context, timeout, self._side)
-        return _PlainIMAP4(self.host, self.port, address, timeout, self._side)
+            return _TLSIMAP4(self.host, self.port, address, self.ssl_context, timeout, self._side, deadline)
+        return _PlainIMAP4(self.host, self.port, address, timeout, self._side, deadline)
 
 
 def too_large(what: str, side: str | None) -> EngineError:
@@ -126,9 +130,8 @@ class _BoundedReads(imaplib.IMAP4):
 
 
 class _PlainIMAP4(_BoundedReads):
-    def __init__(self, host: str, port: int, address: str, timeout: float | None, side: str | None) -> None:
-        self._address, self._connect_timeout, self._side = address, timeout, side
-        self.deadline = time.monotonic() + SETUP_TIMEOUTS * (timeout or 60.0)
+    def __init__(self, host: str, port: int, address: str, timeout, side: str | None, deadline: float) -> None:
+        self._address, self._connect_timeout, self._side, self.deadline = address, timeout, side, deadline
         super().__init__(host, port)
 
     def _create_socket(self, timeout=None):
@@ -136,9 +139,9 @@ class _PlainIMAP4(_BoundedReads):
 
 
 class _TLSIMAP4(_BoundedReads):
-    def __init__(self, host, port, address, context, timeout, side) -> None:
+    def __init__(self, host, port, address, context, timeout, side, deadline: float) -> None:
         self._address, self._context, self._connect_timeout, self._side = address, context, timeout, side
-        self.deadline = time.monotonic() + SETUP_TIMEOUTS * (timeout or 60.0)
+        self.deadline = deadline
         super().__init__(host, port)
 
     def _create_socket(self, timeout=None):
@@ -168,8 +171,9 @@ def classify_os_error(exc: BaseException, side: str | None) -> EngineError:
     return EngineError(ErrorCode.PROTOCOL_ERROR, f"unexpected reply ({type(exc).__name__})", side)
 
 
-def connect(endpoint: Endpoint, side: str | None) -> Session:
-    """Connect, secure and log in; raise EngineError with the matching code."""
+def connect(endpoint: Endpoint, side: str | None, setup_deadline: float | None = None) -> Session:
+    """Connect, secure and log in; raise EngineError with the matching code.  The greeting and
+    login may take SETUP_TIMEOUTS socket timeouts, or until `setup_deadline` (time.monotonic())."""
     # Loading the system CA store costs ~40 ms: only when TLS is actually used.
     context = _ssl_context(endpoint) if endpoint.security != Security.NONE else None
     try:
@@ -181,6 +185,7 @@ def connect(endpoint: Endpoint, side: str | None) -> Session:
             timeout=endpoint.timeout,
             connect_address=endpoint.connect_address,
             side=side,
+            setup_deadline=setup_deadline,
         )
     except imaplib.IMAP4.error as exc:
         # imaplib raises this when the greeting is not an IMAP greeting.
@@ -425,16 +430,19 @@ class Session:
             _close_quietly(self.client)
 
     @contextmanager
-    def time_limit(self, timeouts: float = SETUP_TIMEOUTS) -> Iterator[None]:
-        """Tear the connection down if the block takes more than `timeouts` socket timeouts: for
-        exchanges that are always short, which a server trickling bytes could otherwise drag out."""
+    def time_limit(self, seconds: float | None = None) -> Iterator[None]:
+        """Tear the connection down if the block takes more than `seconds` (default: SETUP_TIMEOUTS
+        socket timeouts) and raise TIMEOUT: for exchanges that are always short, which a server
+        trickling bytes could otherwise drag out."""
         expired = threading.Event()
 
         def expire() -> None:
             expired.set()
             self.abort()
 
-        timer = threading.Timer(timeouts * (self._imap.sock.gettimeout() or 60.0), expire)
+        if seconds is None:
+            seconds = SETUP_TIMEOUTS * (self._imap.sock.gettimeout() or 60.0)
+        timer = threading.Timer(max(0.0, seconds), expire)
         timer.daemon = True
         timer.start()
         try:

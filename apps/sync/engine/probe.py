@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import time
 
 from .connection import connect
@@ -13,20 +13,19 @@ from .model import Endpoint, MailboxSummary
 def probe_account(endpoint: Endpoint, *, deadline: float | None = None) -> MailboxSummary:
     """Log in, LIST, STATUS every folder; raises EngineError with the matching code.
 
-    With `deadline` (seconds), the connection is torn down once it has passed, so that a server
-    trickling an answer (no socket timeout ever fires) cannot keep the probe alive for long."""
+    With `deadline` (seconds), the probe gives up with TIMEOUT once it has passed and closes its
+    connection, so that a server trickling its answers cannot keep it (and its thread) alive."""
     started = time.monotonic()
-    session = connect(endpoint, None)
-    watchdog = None
-    if deadline is not None:
-        watchdog = threading.Timer(max(0.0, deadline - (time.monotonic() - started)), session.abort)
-        watchdog.daemon = True
-        watchdog.start()
+    session = connect(endpoint, None, None if deadline is None else started + deadline)
+    limit = (
+        contextlib.nullcontext() if deadline is None else session.time_limit(deadline - (time.monotonic() - started))
+    )
     try:
-        listing = list_folders(session)
-        names = [f.raw for f in listing.folders if f.selectable]
-        with_size = session.has("STATUS=SIZE")
-        statuses = session.status(names, b"MESSAGES" + (b" SIZE" if with_size else b""))
+        with limit:
+            listing = list_folders(session)
+            names = [f.raw for f in listing.folders if f.selectable]
+            with_size = session.has("STATUS=SIZE")
+            statuses = session.status(names, b"MESSAGES" + (b" SIZE" if with_size else b""))
         return MailboxSummary(
             folders=len(names),
             messages=sum(s.get("MESSAGES", 0) for s in statuses.values()),
@@ -34,6 +33,4 @@ def probe_account(endpoint: Endpoint, *, deadline: float | None = None) -> Mailb
             capabilities=sorted(session.capabilities),
         )
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
         session.close()
