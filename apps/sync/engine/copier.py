@@ -101,6 +101,7 @@ class _CopyRun:
         self.totals = _Totals()
         self.skipped: list[SkippedMessage] = []
         self.renamed: dict[str, str] = {}
+        self.refused_folders: dict[str, str] = {}  # source folder -> why it cannot be copied
         self.dropped_keywords: set[str] = set()
         self.failed_this_run = 0
         self.copied_this_run = 0
@@ -238,7 +239,7 @@ class _CopyRun:
                     )
                     log.info("retrying after %s (%s side), attempt %d", exc.detail, exc.side, failures)
                     self._sleep(delay)
-            if self.failed_this_run or self.skipped:
+            if self.failed_this_run or self.skipped or self.refused_folders:
                 status = "finished_with_errors"
         except Cancelled:
             status, code = "cancelled", ErrorCode.CANCELLED
@@ -296,6 +297,10 @@ class _CopyRun:
         self._connected_once = True
 
         source_listing = list_folders(src)
+        for folder in source_listing.refused:  # no IMAP command can carry its name: reported, not copied
+            if folder.name not in self.refused_folders:
+                self.refused_folders[folder.name] = folder.refused
+                self.event("folder_refused", folder.name, side="source", reason=folder.refused)
         dest_listing = list_folders(dst)
         plans = plan_folders(source_listing, dest_listing, self.options.skip_gmail_virtual_folders)
         self._apply_previous_names(plans, dest_listing)
