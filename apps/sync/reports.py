@@ -11,7 +11,7 @@ from apps.sync.error_messages import SIDE_MESSAGES, error_message
 from apps.sync.models import JobEvent, JobStatus, SyncJob
 
 MAX_LISTED_PROBLEMS = 50
-PROBLEM_KINDS = ("message_skipped", "message_failed", "folder_renamed", "keyword_dropped")
+PROBLEM_KINDS = ("message_skipped", "message_failed", "folder_refused", "folder_renamed", "keyword_dropped")
 
 
 def report_context(job: SyncJob) -> dict:

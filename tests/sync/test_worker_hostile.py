@@ -2,6 +2,8 @@
 misbehaviour, in bounded time and memory, and the passwords follow the usual rules."""
 
 import datetime
+import email
+import email.policy
 import resource
 import time
 
@@ -75,3 +77,28 @@ def test_a_job_from_a_hostile_source_fails_with_a_clear_code(hostile_job, run_wo
     job.source.refresh_from_db()
     job.destination.refresh_from_db()
     assert not job.source.has_password and not job.destination.has_password
+
+
+def test_hostile_folder_names_are_copied_safely_and_the_refused_ones_reported(
+    hostile_job, run_worker, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+    monkeypatch.setenv("EMAIL_FILE_PATH", str(tmp_path))
+    with HostileImapServer(Scenario.HOSTILE_NAMES) as server:
+        job = hostile_job(server)
+        worker = run_worker(timeout=120)
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED, (job.error_code, job.error_detail)
+    assert job.messages_copied == 8  # INBOX and seven of the nine hostile folders
+    sources = set(job.folders.values_list("source_name", flat=True))
+    assert "../../etc" in sources and not any(ord(c) < 32 for name in sources for c in name)
+    assert set(job.folders.values_list("destination_name", flat=True)) >= {"__/__/etc", "__", "ctl___x"}
+    refused = JobEvent.objects.filter(job=job, kind="folder_refused").values_list("folder", flat=True)
+    assert sorted(refused) == ["a__X1 DELETE INBOX", "nul_name"]
+
+    (path,) = tmp_path.iterdir()
+    report = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    text = report.get_body(("plain",)).get_content()
+    assert "The folder nul_name was not copied: its name contains control characters" in text
+    assert "The folder a__X1 DELETE INBOX was not copied" in text
