@@ -102,3 +102,4 @@ def test_hostile_folder_names_are_copied_safely_and_the_refused_ones_reported(
     text = report.get_body(("plain",)).get_content()
     assert "The folder nul_name was not copied: its name contains control characters" in text
     assert "The folder a__X1 DELETE INBOX was not copied" in text
+    assert "The folder ../../etc was copied as __/__/etc, because the destination refused its name." in text
