@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from django.utils import timezone
 
 from apps.providers.models import Provider
 from apps.sync import services
@@ -239,13 +240,21 @@ def test_a_destination_that_never_answers_again_fails_the_job_in_bounded_time_th
     wait_until(proxy.acted.is_set, timeout=60)
     meter = CpuMeter(worker.pid)
     cpu_before, stalled_at = meter.sample(), time.monotonic()
+    silences = [0.0]  # how long the run's heartbeat has been silent, sampled
     while worker.poll() is None and time.monotonic() - stalled_at < 120:
         meter.sample()
+        status, beat = SyncJob.objects.values_list("status", "heartbeat_at").get(pk=copy.job.pk)
+        if status == JobStatus.RUNNING:
+            silences.append((timezone.now() - beat).total_seconds())
         time.sleep(0.25)
     cpu, wall = meter.sample() - cpu_before, time.monotonic() - stalled_at
     copy.wait(worker, timeout=1)
     assert wall < 90, f"the job took {wall:.0f} s to give up"
     assert cpu < 0.3 * wall, f"the worker spun while the server was silent: {cpu:.2f} s CPU in {wall:.1f} s"
+    # The run kept beating while it waited: at most a few timeouts of silence. (With the
+    # default 60 s timeout that stays below the 180 s after which recovery would take the live
+    # run for a dead one and start a second.)
+    assert max(silences) < 3 * 2, f"the heartbeat was silent for {max(silences):.1f} s"
     job = copy.refreshed()
     assert (job.status, job.error_code, job.error_side) == (JobStatus.FAILED, "timeout", "destination")
     assert job.messages_copied < job.messages_total
