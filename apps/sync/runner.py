@@ -186,7 +186,15 @@ def copy_job_mailbox(
 
 
 # Failures of a connection that worked earlier in the run, worth another engine run later.
-NETWORK_ERROR_CODES = {engine.ErrorCode.NETWORK_ERROR, engine.ErrorCode.TIMEOUT, engine.ErrorCode.CONNECTION_REFUSED}
+# NOT_IMAP too: a load balancer in front of a restarting server accepts the connection and
+# closes it before any greeting, which the engine reports as "did not greet like an IMAP
+# server"; a server that greeted earlier in this run is an IMAP server.
+NETWORK_ERROR_CODES = {
+    engine.ErrorCode.NETWORK_ERROR,
+    engine.ErrorCode.TIMEOUT,
+    engine.ErrorCode.CONNECTION_REFUSED,
+    engine.ErrorCode.NOT_IMAP,
+}
 RECONNECT_FIRST_DELAY = 2.0
 RECONNECT_MAX_DELAY = 60.0
 

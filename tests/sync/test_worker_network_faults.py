@@ -180,17 +180,25 @@ def stop_sessions(server: DovecotServer) -> int:
     return len(leftovers)
 
 
-def test_destination_server_restarted_during_the_copy(imap_trust, restartable_server, plain_account,
-                                                      redis_connection, tmp_path):  # fmt: skip
+@pytest.mark.parametrize("front", ["direct", "load_balancer"])
+def test_destination_server_restarted_during_the_copy(front, imap_trust, restartable_server, plain_account,
+                                                      redis_connection, tmp_path, request):  # fmt: skip
+    """Directly, connections are refused while the server is down; behind a load balancer (the
+    proxy) they are accepted and closed before any greeting."""
     source_server = imap_trust[0]
     source_user, destination_user = source_server.new_user(), restartable_server.new_user()
     source = mail.Account(source_server.host, source_server.port, source_user.login, source_user.password,
                           "INBOX.", ".")  # fmt: skip
     mail.upload_fast(source, mail.build_corpus(seed=64, messages=900))
     Provider.objects.filter(slug="other").update(max_messages_per_second=200)
+    port = restartable_server.port
+    if front == "load_balancer":
+        balancer = TcpProxy("127.0.0.1", restartable_server.port).__enter__()
+        request.addfinalizer(balancer.close)
+        port = balancer.port
     job = services.job_create(
         source=plain_account(source_server, source_user, source_server.port),
-        destination=plain_account(restartable_server, destination_user, restartable_server.port),
+        destination=plain_account(restartable_server, destination_user, port),
     )
     copy = Copy(job, source, mail.Account(restartable_server.host, restartable_server.port, destination_user.login,
                 destination_user.password), None, None, mail.uid_state(source), tmp_path / "worker.log")  # fmt: skip
