@@ -158,7 +158,9 @@ def stop_redis(proc: subprocess.Popen) -> None:
 
 def start_gunicorn(procs: Processes, env: dict, port: int, workers: int, log: Path, extra: list[str] = ()):
     """The README's production command (`gunicorn portal.wsgi -b ...`), with `workers` processes."""
-    cmd = [GUNICORN, "portal.wsgi", "-b", f"127.0.0.1:{port}", "--workers", str(workers), *extra]
+    # Its own control socket: gunicorn's default (~/.gunicorn/gunicorn.ctl) is shared by every instance.
+    control = ["--control-socket", str(log.parent / "gunicorn.ctl")]
+    cmd = [GUNICORN, "portal.wsgi", "-b", f"127.0.0.1:{port}", "--workers", str(workers), *control, *extra]
     proc = procs.start("gunicorn", cmd, env, log)
     deadline = time.monotonic() + 60
     url = f"http://127.0.0.1:{port}/"
