@@ -258,6 +258,9 @@ class Completion:
         return self.status == b"OK"
 
 
+STATUS_CHUNK = 200
+
+
 class Session:
     """A logged-in connection with raw helpers for pipelined commands."""
 
@@ -364,12 +367,18 @@ class Session:
 
     def pipeline(self, lines: list[bytes]) -> list[Completion]:
         """Send several commands at once and collect their completions, in order."""
-        tags = []
-        for line in lines:
-            tag = self.next_tag()
-            tags.append(tag)
-            self.send(tag + b" " + line + b"\r\n")
-        return [self.read_until(tag) for tag in tags]
+        return self.collect(self.send_commands(lines))
+
+    def send_commands(self, lines: list[bytes]) -> list[bytes]:
+        """Send commands without waiting (their answers are read with collect()); -> their tags.
+        Lets the caller do other work, e.g. on the other server, while this one answers."""
+        tags = [self.next_tag() for _ in lines]
+        if lines:
+            self.send(b"".join(tag + b" " + line + b"\r\n" for tag, line in zip(tags, lines, strict=True)))
+        return tags
+
+    def collect(self, tags: list[bytes], on_untagged=None) -> list[Completion]:
+        return [self.read_until(tag, on_untagged) for tag in tags]
 
     def check(self, completion: Completion, what: str) -> Completion:
         """Raise for a failed command; throttling answers become retryable."""
@@ -388,13 +397,9 @@ class Session:
         return MailboxState.parse(done.untagged)
 
     def status(self, mailboxes: list[bytes], items: bytes) -> dict[bytes, dict[str, int]]:
-        """Pipelined STATUS of many mailboxes: one round trip for the lot."""
-        tags = []
+        """Pipelined STATUS of many mailboxes: one round trip per STATUS_CHUNK of them (a bounded
+        number in flight, so neither side can block writing while the other is not reading)."""
         out: dict[bytes, dict[str, int]] = {}
-        for name in mailboxes:
-            tag = self.next_tag()
-            tags.append((tag, name))
-            self.send(tag + b" STATUS " + quote(name) + b" (" + items + b")\r\n")
         wanted = set(mailboxes)
         found: dict[bytes, dict[str, int]] = {}
         seen = 0
@@ -411,10 +416,12 @@ class Session:
             if parsed and parsed[0] in wanted:
                 found.setdefault(parsed[0], parsed[1])
 
-        for tag, name in tags:
-            done = self.read_until(tag, collect)
-            if not done.ok:
-                out[name] = {}
+        for start in range(0, len(mailboxes), STATUS_CHUNK):
+            names = mailboxes[start : start + STATUS_CHUNK]
+            tags = self.send_commands([b"STATUS " + quote(name) + b" (" + items + b")" for name in names])
+            for name, done in zip(names, self.collect(tags, collect), strict=True):
+                if not done.ok:
+                    out[name] = {}
         for name, values in found.items():
             out.setdefault(name, values)
         return out

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .checkpoints import CheckpointStore
-from .connection import Session, connect, quote
+from .connection import MailboxState, Session, connect, quote
 from .errors import Cancelled, EngineError, ErrorCode, TransientError
 from .folders import FolderPlan, Listing, encode_name, list_folders, plan_folders, safe_part
 from .model import (
@@ -114,6 +114,8 @@ class _CopyRun:
         # on (retries included) append one message at a time with synchronizing literals.
         self._careful_appends = False
         self._stop = threading.Event()
+        self._extra_pairs: _PairOpener | None = None
+        self._keep_flags: dict[str, Callable[[bytes], bool]] = {}
         self._workers: set[int | None] = set()
         self._calls: queue.Queue = queue.Queue()
         # Guards the checkpoints' counters and last_uid, the uncredited work and the run totals.
@@ -281,20 +283,50 @@ class _CopyRun:
             self.check_cancel()
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
+    def _connect_both(self) -> tuple[Session, Session]:
+        """Log in to both servers at once (each login is a few round trips)."""
+        found: dict = {}
+
+        def destination() -> None:
+            try:
+                found["dst"] = connect(self.destination, "destination")
+            except BaseException as exc:
+                found["error"] = exc
+
+        thread = threading.Thread(target=destination, name="imapcopy-connect", daemon=True)
+        thread.start()
+        try:
+            src = connect(self.source, "source")
+        finally:
+            thread.join()
+            if "dst" in found:
+                self._sessions.append(found["dst"])  # closed by _close_all whatever happens
+        self._sessions.append(src)
+        if "error" in found:
+            raise found["error"]
+        return src, found["dst"]
+
     def _close_all(self) -> None:
+        if self._extra_pairs is not None:
+            opened, _ = self._extra_pairs.result()
+            self._extra_pairs = None
+            for pair in opened:
+                self._sessions.extend(pair)
         for session in self._sessions:
             session.close()
         self._sessions.clear()
 
     # ----------------------------------------------------------------- one attempt
     def _attempt(self) -> None:
-        src = connect(self.source, "source")
-        self._sessions.append(src)
+        src, dst = self._connect_both()
         self.event("connected", side="source", capabilities=sorted(src.capabilities))
-        dst = connect(self.destination, "destination")
-        self._sessions.append(dst)
         self.event("connected", side="destination", capabilities=sorted(dst.capabilities))
         self._connected_once = True
+        # A first run will want its extra connections: open them while the folders are planned.
+        if self.options.parallelism > 1 and not (self.checkpoints and all(c.done for c in self.checkpoints.values())):
+            self._extra_pairs = _PairOpener(
+                self.source, self.destination, self._parallelism(self.options.parallelism) - 1
+            )
 
         source_listing = list_folders(src)
         for folder in source_listing.refused:  # no IMAP command can carry its name: reported, not copied
@@ -304,10 +336,19 @@ class _CopyRun:
         dest_listing = list_folders(dst)
         plans = plan_folders(source_listing, dest_listing, self.options.skip_gmail_virtual_folders)
         self._apply_previous_names(plans, dest_listing)
+        missing: list[FolderPlan] = []
+        create_tags: list[bytes] = []
         if not self.options.dry_run:
             missing = sorted((p for p in plans if not p.dest_exists), key=lambda p: len(p.source.path))
-            # Try every plain name in one round trip; refused ones go through _create's fallbacks.
-            answers = dst.pipeline([b"CREATE " + quote(p.dest_raw) for p in missing])
+            # Every plain name in one round trip, answered while the source counts its folders;
+            # refused ones go through _create's fallbacks.
+            create_tags = dst.send_commands([b"CREATE " + quote(p.dest_raw) for p in missing])
+
+        items = b"MESSAGES UIDNEXT UIDVALIDITY" + (b" SIZE" if src.has("STATUS=SIZE") else b"")
+        statuses = src.status([p.source.raw for p in plans], items)
+
+        if missing:
+            answers = dst.collect(create_tags)
             created = [p for p, done in zip(missing, answers, strict=True) if done.ok]
             dst.pipeline([b"SUBSCRIBE " + quote(p.dest_raw) for p in created])
             for plan in created:
@@ -319,12 +360,9 @@ class _CopyRun:
             for plan in missing:
                 if not plan.dest_exists:
                     self._create(dst, plan, dest_listing)
-
-        items = b"MESSAGES UIDNEXT UIDVALIDITY" + (b" SIZE" if src.has("STATUS=SIZE") else b"")
-        statuses = src.status([p.source.raw for p in plans], items)
         self.active = [p.source.name for p in plans]
         self.totals = _Totals(folders_total=len(plans))
-        tasks: list[FolderTask] = []
+        to_prepare: list[tuple[FolderPlan, FolderCheckpoint, dict]] = []
         for plan in plans:
             st = statuses.get(plan.source.raw, {})
             self.totals.messages_total += st.get("MESSAGES", 0)
@@ -355,7 +393,10 @@ class _CopyRun:
                     messages=st.get("MESSAGES", 0), bytes=st.get("SIZE", 0),
                 )  # fmt: skip
                 continue
-            tasks.append(self._prepare(dst, plan, ck, st))
+            to_prepare.append((plan, ck, st))
+        # The destination folders' state in one round trip (not one SELECT per folder).
+        dest_statuses = dst.status([plan.dest_raw for plan, _, _ in to_prepare], b"MESSAGES UIDNEXT UIDVALIDITY")
+        tasks = [self._prepare(dst, plan, ck, st, dest_statuses.get(plan.dest_raw, {})) for plan, ck, st in to_prepare]
         self.progress(force=True)
         if tasks:
             tasks = self._split_big_folders(src, tasks)
@@ -416,10 +457,13 @@ class _CopyRun:
             "destination",
         )
 
-    def _prepare(self, dst: Session, plan: FolderPlan, ck: FolderCheckpoint, st: dict) -> FolderTask:
+    def _prepare(self, dst: Session, plan: FolderPlan, ck: FolderCheckpoint, st: dict, dest_st: dict) -> FolderTask:
         """Decide where to start in this folder and what may already be on the destination."""
-        dstate = dst.select(plan.dest_raw, readonly=False)
-        plan.keep_flag = _flag_filter(dstate.permanent_flags)
+        if "UIDVALIDITY" in dest_st:
+            dstate = MailboxState(dest_st.get("MESSAGES", 0), dest_st["UIDVALIDITY"], dest_st.get("UIDNEXT"))
+            examined = False
+        else:  # a server whose STATUS leaves something out
+            dstate, examined = dst.select(plan.dest_raw, readonly=True), True
         task = FolderTask(plan, ck, st["UIDVALIDITY"], st.get("UIDNEXT", 0), start_uid=1)
         with self._counter_lock:
             # Work past the checkpoint from an earlier attempt of this run is met again below
@@ -433,6 +477,8 @@ class _CopyRun:
             window_open = ck.pending_uid > ck.last_uid
             if window_open and ck.dest_uidnext is not None and (dstate.uidnext or 0) > ck.dest_uidnext:
                 # An APPEND was sent but not confirmed: what landed is at UIDs >= dest_uidnext.
+                if not examined:
+                    dst.select(plan.dest_raw, readonly=True)
                 present = fetch_fingerprints(dst, None, ck.dest_uidnext)
                 task.present = Counter(fp for _, fp in present)
                 task.reconcile_upto = ck.pending_uid
@@ -455,6 +501,8 @@ class _CopyRun:
             ck.messages_copied = ck.messages_skipped = ck.messages_failed = ck.bytes_copied = 0
             if dstate.exists:
                 # No usable checkpoint but mail already there: recognise it, copy only the rest.
+                if not examined:
+                    dst.select(plan.dest_raw, readonly=True)
                 present = fetch_fingerprints(dst, None, 1)
                 task.present = Counter(fp for _, fp in present)
                 ck.dest_uidnext = 1
@@ -526,18 +574,21 @@ class _CopyRun:
         callbacks always run on the thread that called copy_mailbox().
         """
         pairs = [(src, dst)]
-        for _ in range(self._parallelism(len(tasks)) - 1):
-            try:
-                extra_src = connect(self.source, "source")
-                self._sessions.append(extra_src)
-                extra_dst = connect(self.destination, "destination")
-                self._sessions.append(extra_dst)
-                pairs.append((extra_src, extra_dst))
-            except EngineError as exc:
-                # Typically a per-user connection limit: carry on with the connections we have.
-                self.event("throttled", None, side=exc.side, reason="connection_limit", detail=exc.detail,
-                           connections=len(pairs))  # fmt: skip
-                break
+        wanted = self._parallelism(len(tasks)) - 1
+        opener, self._extra_pairs = self._extra_pairs, None
+        if opener is None:
+            opener = _PairOpener(self.source, self.destination, wanted, background=False)
+        opened, error = opener.result()
+        for extra_src, extra_dst in opened:
+            self._sessions += [extra_src, extra_dst]
+        pairs += opened[:wanted]
+        for extra_src, extra_dst in opened[wanted:]:  # more than this run's folders can use
+            extra_src.close()
+            extra_dst.close()
+        if error is not None and len(pairs) <= wanted:
+            # Typically a per-user connection limit: carry on with the connections we have.
+            self.event("throttled", None, side=error.side, reason="connection_limit", detail=error.detail,
+                       connections=len(pairs))  # fmt: skip
         todo: queue.Queue = queue.Queue()
         for task in sorted(tasks, key=lambda t: -t.size_hint):
             todo.put(task)
@@ -635,6 +686,7 @@ class _CopyRun:
                     raise item.error
                 if isinstance(item, FolderBegin):
                     current = item.task
+                    self._learn_flags(dst, current.plan)
                     self.current_folder = current.plan.source.name
                     if current.split is None or not current.split.started:
                         if current.split is not None:
@@ -730,6 +782,15 @@ class _CopyRun:
                 reason=reason,
             )
 
+    def _learn_flags(self, dst: Session, plan: FolderPlan) -> None:
+        """Which flags the destination folder stores (its PERMANENTFLAGS, from a read-write SELECT
+        on this pipeline's own connection, while its reader fetches the first messages)."""
+        keep = self._keep_flags.get(plan.dest_name)
+        if keep is None:
+            keep = _flag_filter(dst.select(plan.dest_raw, readonly=False).permanent_flags)
+            self._keep_flags[plan.dest_name] = keep
+        plan.keep_flag = keep
+
     def _dest_uidnext(self, dst: Session, task: FolderTask) -> int | None:
         statuses = dst.status([task.plan.dest_raw], b"UIDNEXT")
         return statuses.get(task.plan.dest_raw, {}).get("UIDNEXT")
@@ -779,6 +840,41 @@ class _CopyRun:
             skipped=ck.messages_skipped,
             failed=ck.messages_failed,
         )
+
+
+class _PairOpener:
+    """Opens the extra (source, destination) connections of the parallel pipelines, in the
+    background while the folders are planned, or at once."""
+
+    def __init__(self, source: Endpoint, destination: Endpoint, count: int, background: bool = True) -> None:
+        self._source, self._destination, self._count = source, destination, count
+        self.opened: list[tuple[Session, Session]] = []
+        self.error: EngineError | None = None
+        self._thread = threading.Thread(target=self._open, name="imapcopy-connect-extra", daemon=True)
+        if background:
+            self._thread.start()
+        else:
+            self._open()
+
+    def _open(self) -> None:
+        for _ in range(self._count):
+            try:
+                extra_src = connect(self._source, "source")
+            except EngineError as exc:
+                self.error = exc
+                return
+            try:
+                extra_dst = connect(self._destination, "destination")
+            except EngineError as exc:
+                extra_src.close()
+                self.error = exc
+                return
+            self.opened.append((extra_src, extra_dst))
+
+    def result(self) -> tuple[list[tuple[Session, Session]], EngineError | None]:
+        if self._thread.ident is not None:
+            self._thread.join()
+        return self.opened, self.error
 
 
 def _flag_filter(permanent_flags: list[str] | None) -> Callable[[bytes], bool]:
