@@ -7,6 +7,10 @@ peak RSS (/usr/bin/time), verifies the copy (tests/support/mail.py: per-folder m
 bytes hash + flags + INTERNALDATE) and times a no-op rerun. Copiers alternate over --repeat
 rounds (default 3) on fresh destination accounts; medians and per-round ratios are printed.
 
+Copiers: mbsync; "imapcopy", the engine's own command line (python -m apps.sync.engine.cli: the
+copy engine with a JSON checkpoint file, no Django); "copymailbox", the staff command
+(manage.py copymailbox: the same engine plus Django start-up and the job's database records).
+
     .venv/bin/python bench/run_engine_bench.py                 # both corpora
     .venv/bin/python bench/run_engine_bench.py --corpus big    # 5,000 msgs / ~160 MB only
 """
@@ -62,6 +66,21 @@ def engine_cmd(src: mail.Account, dst: mail.Account, state: Path) -> tuple[list[
     ], env  # fmt: skip
 
 
+def copymailbox_cmd(src: mail.Account, dst: mail.Account, state_dir: Path) -> tuple[list[str], dict]:
+    """The staff command (Django start-up, job records, a checkpoint row per batch), on its own
+    SQLite database, migrated before the clock starts."""
+    env = dict(
+        os.environ, IMAPCOPY_SOURCE_PASSWORD=src.password, IMAPCOPY_DEST_PASSWORD=dst.password,
+        DATABASE_URL=f"sqlite:///{state_dir}/db.sqlite3", IMAPCOPY_VAR_DIR=str(state_dir), DEBUG="true",
+    )  # fmt: skip
+    if not (state_dir / "db.sqlite3").exists():
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=REPO, check=True)
+    return [
+        sys.executable, "manage.py", "copymailbox", "--json",
+        f"imap+plain://{src.login}@{src.host}:{src.port}", f"imap+plain://{dst.login}@{dst.host}:{dst.port}",
+    ], env  # fmt: skip
+
+
 def mbsync_cmd(src: mail.Account, dst: mail.Account, workdir: Path) -> tuple[list[str], dict]:
     (workdir / "syncstate").mkdir(parents=True, exist_ok=True)
     rc = workdir / "mbsyncrc"
@@ -83,7 +102,9 @@ def verify(src_snapshot, dst: mail.Account) -> list[str]:
     return mail.compare(src_snapshot, mail.snapshot(dst))
 
 
-def bench_corpus(name: str, src_server: DovecotServer, dst_server: DovecotServer, work: Path, repeat: int) -> dict:
+def bench_corpus(
+    name: str, src_server: DovecotServer, dst_server: DovecotServer, work: Path, repeat: int, copiers: list[str]
+) -> dict:
     spec = CORPORA[name]
     src = account(src_server, src_server.new_user())
     t0 = time.perf_counter()
@@ -95,15 +116,17 @@ def bench_corpus(name: str, src_server: DovecotServer, dst_server: DovecotServer
           flush=True)  # fmt: skip
     src_snapshot = mail.snapshot(src)
     results: dict = {"corpus": name, "messages": n, "mb": round(nbytes / 1e6, 1), "repeat": repeat}
-    runs: dict[str, list[dict]] = {"mbsync": [], "imapcopy": []}
+    runs: dict[str, list[dict]] = {copier: [] for copier in copiers}
     # Alternate the copiers so that a noisy neighbour slows both alike; report medians.
     for round_no in range(repeat):
-        for copier in ("mbsync", "imapcopy"):
+        for copier in copiers:
             dst = account(dst_server, dst_server.new_user())
             state_dir = work / f"{name}-{copier}-{round_no}"
             state_dir.mkdir(parents=True, exist_ok=True)
             if copier == "mbsync":
                 cmd, env = mbsync_cmd(src, dst, state_dir)
+            elif copier == "copymailbox":
+                cmd, env = copymailbox_cmd(src, dst, state_dir)
             else:
                 cmd, env = engine_cmd(src, dst, state_dir / "state.json")
             wall, rss, proc = timed(cmd, env)
@@ -116,7 +139,7 @@ def bench_corpus(name: str, src_server: DovecotServer, dst_server: DovecotServer
                 "problems": problems[:3], "rerun_s": round(rerun_wall, 2), "rerun_rc": rerun.returncode,
                 "rerun_verify_ok": not problems_after,
             }  # fmt: skip
-            if proc.returncode != 0 and copier == "imapcopy":
+            if proc.returncode != 0 and copier != "mbsync":
                 r["stderr"] = proc.stderr[-2000:]
             runs[copier].append(r)
             print(f"[{name} #{round_no + 1}] {copier}: {r['msgs_per_s']} msgs/s, {r['mb_per_s']} MB/s, "
@@ -132,14 +155,18 @@ def bench_corpus(name: str, src_server: DovecotServer, dst_server: DovecotServer
             "max_rerun_s": max(r["rerun_s"] for r in rs),
             "verify_ok": all(r["verify_ok"] and r["rerun_verify_ok"] for r in rs),
         }
-    ratios = [a["msgs_per_s"] / b["msgs_per_s"] for a, b in zip(runs["imapcopy"], runs["mbsync"], strict=True)]
-    results["ratio_median"] = round(statistics.median(ratios), 2)
-    results["ratios"] = [round(x, 2) for x in ratios]
-    e, m = results["imapcopy"], results["mbsync"]
-    print(f"[{name}] median: imapcopy {e['median_msgs_per_s']} msgs/s ({e['median_mb_per_s']} MB/s), "
-          f"mbsync {m['median_msgs_per_s']} msgs/s; ratio median {results['ratio_median']}x "
-          f"(per round {results['ratios']}); imapcopy peak RSS {e['max_peak_rss_mb']} MB, "
-          f"no-op rerun <= {e['max_rerun_s']}s, verify {'ok' if e['verify_ok'] else 'FAILED'}", flush=True)  # fmt: skip
+    m = results["mbsync"]
+    for copier in copiers[1:]:
+        ratios = [a["msgs_per_s"] / b["msgs_per_s"] for a, b in zip(runs[copier], runs["mbsync"], strict=True)]
+        e = results[copier]
+        e["ratio_median"] = round(statistics.median(ratios), 2)
+        e["ratios"] = [round(x, 2) for x in ratios]
+        verdict = "ok" if e["verify_ok"] else "FAILED"
+        print(f"[{name}] median: {copier} {e['median_msgs_per_s']} msgs/s ({e['median_mb_per_s']} MB/s), "
+              f"mbsync {m['median_msgs_per_s']} msgs/s; ratio median {e['ratio_median']}x "
+              f"(per round {e['ratios']}); peak RSS {e['max_peak_rss_mb']} MB, "
+              f"no-op rerun <= {e['max_rerun_s']}s, verify {verdict}", flush=True)  # fmt: skip
+    results["ratio_median"] = results["imapcopy"]["ratio_median"]
     return results
 
 
@@ -148,21 +175,26 @@ def main() -> int:
     ap.add_argument("--corpus", choices=[*CORPORA, "all"], default="all")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--repeat", type=int, default=3, help="rounds per corpus (medians are reported)")
+    ap.add_argument(
+        "--no-django", action="store_true",
+        help="skip 'manage.py copymailbox' (the engine's own command line, imapcopy, always runs)",
+    )  # fmt: skip
     args = ap.parse_args()
     if not shutil.which("mbsync"):
         print("mbsync not found (apt-get install isync)", file=sys.stderr)
         return 2
     names = list(CORPORA) if args.corpus == "all" else [args.corpus]
+    copiers = ["mbsync", "imapcopy"] + ([] if args.no_django else ["copymailbox"])
     all_results = []
     with tempfile.TemporaryDirectory(prefix="imapcopy-bench-") as tmp, \
             DovecotServer(Profile.bench(), pool_size=4) as src_server, \
-            DovecotServer(Profile.bench(), pool_size=2 * 2 * args.repeat + 2) as dst_server:  # fmt: skip
+            DovecotServer(Profile.bench(), pool_size=2 * 3 * args.repeat + 2) as dst_server:  # fmt: skip
         for name in names:
-            all_results.append(bench_corpus(name, src_server, dst_server, Path(tmp), args.repeat))
+            all_results.append(bench_corpus(name, src_server, dst_server, Path(tmp), args.repeat, copiers))
     print(json.dumps(all_results))
     if args.json:
         Path(args.json).write_text(json.dumps(all_results, indent=1))
-    ok = all(r["imapcopy"]["verify_ok"] for r in all_results)
+    ok = all(r[c]["verify_ok"] for r in all_results for c in copiers[1:])
     return 0 if ok else 1
 
 
