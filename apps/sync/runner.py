@@ -61,6 +61,13 @@ def counters_from(result_or_progress) -> services.JobCounters:
     )
 
 
+def planned(result_or_progress) -> bool:
+    """False for figures of an engine run that ended before it listed the folders (a server
+    down, a cancel): they are all zero and say nothing about the copy, so the job keeps the
+    figures an earlier run recorded instead of showing "0 of 0" (every mailbox has an INBOX)."""
+    return result_or_progress.folders_total > 0
+
+
 class StopPoller:
     """The engine's should_cancel: true when staff asked to cancel, or when this run no longer
     owns the job. Touches the database at most every `interval` seconds (the engine asks
@@ -130,7 +137,8 @@ def copy_job_mailbox(
         return _endpoint_error(exc, "destination")
 
     def on_progress(progress: engine.Progress) -> None:
-        services.job_record_progress(job_id=job.pk, run=run, counters=counters_from(progress))
+        if planned(progress):
+            services.job_record_progress(job_id=job.pk, run=run, counters=counters_from(progress))
         if progress_listener:
             progress_listener(progress)
 
@@ -223,7 +231,7 @@ def record_result(job_id: int, result: engine.CopyResult, *, run: int | None = N
         job_id=job_id,
         run=run,
         status=ENGINE_STATUS_TO_JOB[result.status],
-        counters=counters_from(result),
+        counters=counters_from(result) if planned(result) else None,
         error_code=error_code,
         error_side=result.error_side or "",
         error_detail=result.error_detail,
