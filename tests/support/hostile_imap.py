@@ -50,6 +50,8 @@ class Scenario(StrEnum):
     SELECT_ENDLESS_UNTAGGED = "select_endless_untagged"  # EXAMINE: "* 1 EXISTS" forever
     FETCH_ENDLESS_LITERAL = "fetch_endless_literal"  # BODY[] {99999999999} then bytes forever
     FETCH_OVERSIZED_LITERAL = "fetch_oversized_literal"  # a 1 KB message whose BODY[] is a 2 GB literal
+    # BODY[]: unsolicited FETCH responses, each with a new UID and a 1 KB body, forever
+    FETCH_ENDLESS_UNTAGGED = "fetch_endless_untagged"
     WELL_BEHAVED = "well_behaved"  # a small sane mailbox (to check the fixture itself)
 
 
@@ -206,6 +208,21 @@ class HostileImapServer:
         """The same chunk again and again until the client goes away or the server stops."""
         while True:
             self._send(conn, chunk)
+
+    def _stream_unsolicited_fetches(self, conn: socket.socket) -> None:
+        """FETCH responses nobody asked for, every one a different message: a client that keeps
+        them all runs out of memory."""
+        body = b"x" * 1022 + b"\r\n"
+        uid = 1_000_000
+        while True:
+            batch = []
+            for _ in range(64):
+                uid += 1
+                batch.append(
+                    b'* %d FETCH (UID %d FLAGS () INTERNALDATE "%s" BODY[] {%d}\r\n%s)\r\n'
+                    % (uid, uid, INTERNALDATE, len(body), body)
+                )
+            self._send(conn, b"".join(batch))
 
     def _trickle(self, conn: socket.socket) -> None:
         """A byte every 0.2 s, forever: the client's read timeouts never fire."""
@@ -381,6 +398,8 @@ class HostileImapServer:
                 if self.scenario == Scenario.FETCH_ENDLESS_LITERAL:
                     self._send(conn, b"* %d FETCH (UID %d BODY[] {%d}\r\n" % (uid, uid, GIGANTIC))
                     self._stream_forever(conn)
+                if self.scenario == Scenario.FETCH_ENDLESS_UNTAGGED:
+                    self._stream_unsolicited_fetches(conn)
                 if self.scenario == Scenario.FETCH_OVERSIZED_LITERAL:
                     self._send(conn, b"* %d FETCH (UID %d BODY[] {%d}\r\n" % (uid, uid, 2_000_000_000))
                     self._stream_forever(conn)

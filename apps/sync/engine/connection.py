@@ -273,6 +273,7 @@ class Session:
         self.max_literal = DEFAULT_MAX_LITERAL
         self.max_folders: int | None = None  # None: folders.DEFAULT_MAX_FOLDERS
         self.broken = False  # the stream can no longer be trusted: close without LOGOUT
+        self.selected_exists = 0  # messages in the mailbox last selected (bounds FETCH answers)
 
     # capabilities ------------------------------------------------------------
     def has(self, capability: str) -> bool:
@@ -394,7 +395,24 @@ class Session:
         verb = b"EXAMINE " if readonly else b"SELECT "
         done = self.command(verb + quote(mailbox))
         self.check(done, "EXAMINE" if readonly else "SELECT")
-        return MailboxState.parse(done.untagged)
+        state = MailboxState.parse(done.untagged)
+        self.selected_exists = state.exists
+        return state
+
+    def answer_guard(self, expected: int):
+        """A counter to call once per untagged response of a command that expects about
+        `expected` of them: a server that sends far more (an endless stream of unsolicited
+        FETCH responses, say) ends the connection instead of filling the memory."""
+        limit = 2 * expected + 10_000
+        seen = 0
+
+        def tick() -> None:
+            nonlocal seen
+            seen += 1
+            if seen > limit:
+                raise self.fail(too_large("an answer that never ends", self.side))
+
+        return tick
 
     def status(self, mailboxes: list[bytes], items: bytes) -> dict[bytes, dict[str, int]]:
         """Pipelined STATUS of many mailboxes: one round trip per STATUS_CHUNK of them (a bounded

@@ -219,8 +219,10 @@ def expand_uid_set(text: bytes) -> list[int]:
 def fetch_sizes(session: Session, start_uid: int) -> list[tuple[int, int]]:
     """(uid, size) of every message with UID >= start_uid, in UID order."""
     found: list[tuple[int, int]] = []
+    tick = session.answer_guard(session.selected_exists)
 
     def collect(resp: Response) -> None:
+        tick()
         if _FETCH_START.match(resp.text):
             uid, size = _UID.search(resp.text), _SIZE.search(resp.text)
             if uid and size and int(uid.group(1)) >= start_uid:
@@ -237,8 +239,10 @@ def fetch_fingerprints(
 ) -> list[tuple[int, Fingerprint]]:
     """Fingerprints of the given UIDs (None: every message with UID >= from_uid, up to `upto`)."""
     out: list[tuple[int, Fingerprint]] = []
+    tick = session.answer_guard(session.selected_exists)
 
     def collect(resp: Response) -> None:
+        tick()
         if _FETCH_START.match(resp.text) and resp.literals:
             uid, size, date = _UID.search(resp.text), _SIZE.search(resp.text), _DATE.search(resp.text)
             if uid and size and date and int(uid.group(1)) >= from_uid:
@@ -260,9 +264,11 @@ def fetch_fingerprints(
 def fetch_summary(session: Session, uid: int) -> tuple[str | None, str | None]:
     """Date and subject of one message, for reporting a skipped one."""
     found: list[bytes] = []
+    tick = session.answer_guard(1)
 
     def collect(resp: Response) -> None:
-        if _FETCH_START.match(resp.text) and resp.literals:
+        tick()
+        if not found and _FETCH_START.match(resp.text) and resp.literals:
             found.append(resp.literals[0])
 
     session.command(b"UID FETCH %d (BODY.PEEK[HEADER.FIELDS (DATE SUBJECT)])" % uid, collect)
@@ -390,13 +396,16 @@ class Reader(threading.Thread):
             if slept > 0.5:
                 self.on_throttle("source", slept)
             got: dict[int, Message] = {}
+            uids = [uid for uid, _ in batch]
+            wanted = set(uids)
+            tick = self.session.answer_guard(len(uids))
 
             def collect(resp: Response) -> None:
+                tick()
                 msg = parse_message(resp)
-                if msg is not None:
+                if msg is not None and msg.uid in wanted:  # unsolicited ones are not kept
                     got[msg.uid] = msg
 
-            uids = [uid for uid, _ in batch]
             done = self.session.command(
                 b"UID FETCH " + uid_set(uids) + b" (UID FLAGS INTERNALDATE BODY.PEEK[])", collect
             )

@@ -99,6 +99,7 @@ COPY_ONLY_FAILURES = {
     Scenario.SELECT_ENDLESS_UNTAGGED: (ErrorCode.RESPONSE_TOO_LARGE, 10),
     Scenario.FETCH_ENDLESS_LITERAL: (ErrorCode.RESPONSE_TOO_LARGE, 10),
     Scenario.FETCH_OVERSIZED_LITERAL: (ErrorCode.RESPONSE_TOO_LARGE, 10),
+    Scenario.FETCH_ENDLESS_UNTAGGED: (ErrorCode.RESPONSE_TOO_LARGE, 10),
     # Silence is worth retrying (a network hiccup looks the same): 6 attempts with backoff.
     Scenario.SELECT_NEVER_COMPLETES: (ErrorCode.TIMEOUT, 45),
     Scenario.LIST_TRICKLE: (ErrorCode.TIMEOUT, 45),
