@@ -87,22 +87,33 @@ class PrivateDatabase:
                 "--database-url: name a database to create, e.g. postgres://postgres@127.0.0.1/imapcopy_load"
             )
         self._admin_url = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+        self._created = False
 
-    def _admin(self, sql: str) -> None:
+    def _admin(self, sql: str, *params) -> list:
         import psycopg
 
         with psycopg.connect(self._admin_url, autocommit=True) as conn:
-            conn.execute(sql)
+            cursor = conn.execute(sql, params or None)
+            return cursor.fetchall() if cursor.description else []
 
     def create(self) -> None:
+        """Create the PostgreSQL database; refuse a name that exists (it may hold someone's data)."""
         if not self.postgres:
+            if Path(urlsplit(self.url).path).exists():
+                raise SystemExit(f"{self.url} already exists: name a new file")
             return
-        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        if self._admin("SELECT 1 FROM pg_database WHERE datname = %s", self.name):
+            raise SystemExit(
+                f"database {self.name!r} already exists: name a new one (the benchmark creates it and drops it)"
+            )
         self._admin(f'CREATE DATABASE "{self.name}"')
+        self._created = True
 
     def drop(self) -> None:
-        if self.postgres:
+        """Drop the database, only if this run created it."""
+        if self.postgres and self._created:
             self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            self._created = False
 
     @property
     def label(self) -> str:
