@@ -22,6 +22,15 @@ _CHECKPOINT_COLUMNS = {
 }
 
 
+# FolderProgress column -> FolderCheckpoint.past_checkpoint key
+_PAST_CHECKPOINT = {
+    "messages_copied": "copied",
+    "bytes_copied": "bytes",
+    "messages_skipped": "skipped",
+    "messages_failed": "failed",
+}
+
+
 class FolderProgressCheckpoints:
     """engine.CheckpointStore backed by the job's FolderProgress rows."""
 
@@ -34,6 +43,11 @@ class FolderProgressCheckpoints:
         for row in FolderProgress.objects.filter(job_id=self.job_id):
             values = {name: getattr(row, name) for name in _CHECKPOINT_COLUMNS if name in known}
             values.update({name: value for name, value in row.extra.items() if name in known})
+            # The columns show work past the checkpoint too; the engine counts only what it covers.
+            for column, kind in _PAST_CHECKPOINT.items():
+                if column in values:
+                    values[column] = max(0, values[column] - values.get("past_checkpoint", {}).get(kind, 0))
+            values["past_checkpoint"] = {}
             checkpoints[row.source_name] = engine.FolderCheckpoint(**values)
         return checkpoints
 
@@ -41,6 +55,9 @@ class FolderProgressCheckpoints:
         values = dataclasses.asdict(checkpoint)
         columns = {name: values.pop(name) for name in list(values) if name in _CHECKPOINT_COLUMNS}
         columns.pop("source_name")
+        for column, kind in _PAST_CHECKPOINT.items():
+            if column in columns:
+                columns[column] += checkpoint.past_checkpoint.get(kind, 0)
         FolderProgress.objects.update_or_create(
             job_id=self.job_id, source_name=checkpoint.source_name, defaults={**columns, "extra": values}
         )

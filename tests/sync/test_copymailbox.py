@@ -134,3 +134,34 @@ def test_a_killed_run_is_taken_over_by_the_next_one_without_duplicates(imap_serv
     assert (job.status, job.attempts) == (JobStatus.FINISHED, 2)
 
     assert all_messages(destination) == all_messages(source)
+
+
+def test_skipped_messages_are_copied_by_a_rerun_once_the_limit_allows_them(imap_servers, filled_accounts):
+    from apps.sync.models import FolderProgress
+
+    bundle = imap_servers[2]
+    (source_server, source_user, source), (destination_server, destination_user, destination) = filled_accounts(
+        seed=12, messages=60, sizes=(500, 40_000)
+    )
+    urls = (
+        f"imaps://{source_user.login}@localhost:{source_server.tls_port}",
+        f"imaps://{destination_user.login}@localhost:{destination_server.tls_port}",
+    )
+    passwords = {"IMAPCOPY_SOURCE_PASSWORD": source_user.password, "IMAPCOPY_DEST_PASSWORD": destination_user.password}
+    limited = copymailbox(*urls, "--cafile", str(bundle), "--json",
+                          env_extra={**passwords, "IMAPCOPY_MAX_MESSAGE_BYTES": "20000"})  # fmt: skip
+    assert limited.returncode == 1, limited.stderr
+    summary = json.loads(limited.stdout)
+    assert summary["status"] == "finished_with_errors" and summary["messages_skipped"] > 0
+    # The staff's folder table adds up to what the command said, although the checkpoints stop
+    # below the first skipped message of each folder.
+    rows = FolderProgress.objects.filter(job__isnull=False)
+    assert sum(row.messages_copied for row in rows) == summary["messages_copied"]
+    assert sum(row.messages_skipped for row in rows) == summary["messages_skipped"]
+
+    rerun = copymailbox(*urls, "--cafile", str(bundle), "--json", env_extra=passwords)
+    assert rerun.returncode == 0, rerun.stderr
+    again = json.loads(rerun.stdout)
+    assert again["status"] == "finished"
+    assert (again["messages_copied"], again["messages_skipped"]) == (again["messages_total"], 0)
+    assert all_messages(destination) == all_messages(source)

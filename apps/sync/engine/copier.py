@@ -121,6 +121,9 @@ class _CopyRun:
         # Guards the checkpoints' counters and last_uid, the uncredited work and the run totals.
         self._counter_lock = threading.RLock()
         self._uncredited: dict[str, list[_Uncredited]] = {}
+        # Folder -> highest UID its checkpoint may reach in this run: just below the first message
+        # that was not copied (refused, too large), so that the next run tries that one again.
+        self._holds: dict[str, int] = {}
         self._skipped_seen: set[tuple[str, int]] = set()
         self._source_limiter = RateLimiter(source.max_messages_per_second, source.max_bytes_per_second)
         self._dest_limiter = RateLimiter(destination.max_messages_per_second, destination.max_bytes_per_second)
@@ -168,7 +171,27 @@ class _CopyRun:
         # A copy: the worker keeps mutating its checkpoint while the store persists this state.
         with self._counter_lock:
             state = dataclasses.replace(ck)
+            state.past_checkpoint = self._past_checkpoint(ck)
         self._call(self.store.save, state)
+
+    def _past_checkpoint(self, ck: FolderCheckpoint) -> dict[str, int]:
+        waiting = self._uncredited.get(ck.source_name)
+        if not waiting:
+            return {}
+        return {
+            "copied": sum(w.copied for w in waiting),
+            "bytes": sum(w.nbytes for w in waiting),
+            "skipped": sum(w.skipped for w in waiting),
+            "failed": sum(w.failed for w in waiting),
+        }
+
+    def _hold(self, ck: FolderCheckpoint, uid: int) -> None:
+        with self._counter_lock:
+            self._holds[ck.source_name] = min(self._holds.get(ck.source_name, uid), uid - 1)
+
+    def _held(self, ck: FolderCheckpoint) -> bool:
+        with self._counter_lock:
+            return ck.source_name in self._holds
 
     def _defer(self, ck: FolderCheckpoint, work: _Uncredited) -> None:
         with self._counter_lock:
@@ -178,7 +201,7 @@ class _CopyRun:
         """Move the checkpoint to last_uid and credit the work it now covers, atomically, so that a
         saved checkpoint never covers work it does not count (or counts work it does not cover)."""
         with self._counter_lock:
-            ck.last_uid = max(ck.last_uid, last_uid)
+            ck.last_uid = max(ck.last_uid, min(last_uid, self._holds.get(ck.source_name, last_uid)))
             waiting = self._uncredited.get(ck.source_name)
             if not waiting:
                 return
@@ -469,6 +492,7 @@ class _CopyRun:
             # Work past the checkpoint from an earlier attempt of this run is met again below
             # (reconciliation or a fresh copy) and counted then.
             self._uncredited.pop(ck.source_name, None)
+            self._holds.pop(ck.source_name, None)
         task.size_hint = st.get("SIZE") or st.get("MESSAGES", 0)
         source_same = ck.uidvalidity == st["UIDVALIDITY"]
         dest_same = ck.dest_uidvalidity == dstate.uidvalidity
@@ -738,7 +762,8 @@ class _CopyRun:
                 self._advance(ck, task.split.watermark())
         else:
             self._advance(ck, batch.max_uid)
-        if task.present is None and task.split is None:
+        # A held folder keeps its window open from before its first uncopied message.
+        if task.present is None and task.split is None and not self._held(ck):
             ck.pending_uid = ck.last_uid
             uidnext = ck.dest_uidnext  # nothing appended: still where copies of UIDs > last_uid start
             if outcome and outcome.dest_uids:
@@ -757,9 +782,17 @@ class _CopyRun:
     def _record_outcome(self, task: FolderTask, batch: Batch, outcome) -> None:
         copied = len(outcome.appended)
         nbytes = sum(len(m.body) for m in outcome.appended)
-        self._defer(
-            task.checkpoint, _Uncredited(batch.max_uid, copied=copied, nbytes=nbytes, failed=len(outcome.failed))
-        )
+        ck = task.checkpoint
+        if outcome.failed or outcome.too_large or self._held(ck):
+            # The checkpoint stops below the first message left behind (maybe inside this batch):
+            # credit each message at its own UID, so those below it are counted, those above not.
+            for msg in outcome.appended:
+                self._defer(ck, _Uncredited(msg.uid, copied=1, nbytes=len(msg.body)))
+            for msg, _reason in outcome.failed:
+                self._defer(ck, _Uncredited(msg.uid, failed=1))
+                self._hold(ck, msg.uid)
+        else:
+            self._defer(ck, _Uncredited(batch.max_uid, copied=copied, nbytes=nbytes))
         with self._counter_lock:
             self.copied_this_run += copied
             self.bytes_this_run += nbytes
@@ -798,6 +831,7 @@ class _CopyRun:
     def _record_skip(self, item: Skip) -> None:
         folder = item.task.plan.source.name
         self._defer(item.task.checkpoint, _Uncredited(item.uid, skipped=1))
+        self._hold(item.task.checkpoint, item.uid)
         with self._counter_lock:
             if (folder, item.uid) in self._skipped_seen:
                 return  # met again by a retry within this run: reported once
@@ -824,21 +858,29 @@ class _CopyRun:
                 self.save(ck)
                 return
         self._advance(ck, task.source_uidnext - 1)
-        ck.pending_uid = ck.last_uid
         ck.source_uidnext = task.source_uidnext
-        uidnext = ck.dest_uidnext
-        if task.present is not None or task.split is not None:
-            uidnext = self._dest_uidnext(dst, task)
-        if uidnext:
-            ck.dest_uidnext, ck.dest_mark_uid = uidnext, ck.last_uid
+        if self._held(ck):
+            # Messages were left behind: the checkpoint stays below the first of them, and the
+            # window above it stays open (pending_uid > last_uid), so the next run reconciles
+            # what was copied after it and tries the rest again.
+            ck.pending_uid = max(ck.pending_uid, task.source_uidnext - 1)
+        else:
+            ck.pending_uid = ck.last_uid
+            uidnext = ck.dest_uidnext
+            if task.present is not None or task.split is not None:
+                uidnext = self._dest_uidnext(dst, task)
+            if uidnext:
+                ck.dest_uidnext, ck.dest_mark_uid = uidnext, ck.last_uid
         ck.done = True
         self.save(ck)
+        with self._counter_lock:
+            past = self._past_checkpoint(ck)
         self.event(
             "folder_done",
             task.plan.source.name,
-            copied=ck.messages_copied,
-            skipped=ck.messages_skipped,
-            failed=ck.messages_failed,
+            copied=ck.messages_copied + past.get("copied", 0),
+            skipped=ck.messages_skipped + past.get("skipped", 0),
+            failed=ck.messages_failed + past.get("failed", 0),
         )
 
 

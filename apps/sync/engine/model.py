@@ -74,6 +74,9 @@ class FolderCheckpoint:
     # (None: last_uid, as in checkpoints written before this field).  It trails last_uid while the
     # parts of a split folder are copied, so their copies stay inside the reconciled window.
     dest_mark_uid: int | None = None
+    # Work done past last_uid ("copied", "bytes", "skipped", "failed"), for display: not part of
+    # the counters above, since the next run meets that work again and counts it then.
+    past_checkpoint: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

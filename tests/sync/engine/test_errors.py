@@ -30,7 +30,7 @@ from apps.sync.engine import (
 from tests.support import mail
 from tests.support.dovecot import DovecotServer, Profile, free_port
 
-from .conftest import new_box
+from .conftest import DOT_TO_SLASH, new_box
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -167,6 +167,26 @@ def test_max_message_bytes_option_skips_bigger_messages(src, dst):
     assert result.messages_copied == len(mails) - len(big)
 
 
+def test_messages_left_behind_are_copied_by_the_next_run_without_duplicates(src, dst):
+    """Skipped (here: over a configured maximum, later raised) messages stay due: the checkpoint
+    stops below the first one, so a retry copies them and recognises what came after."""
+    mails = mail.build_corpus(seed=36, messages=30, folders=[("INBOX",), ("Projects",)], sizes=(500, 30_000))
+    mail.upload(src.account, mails)
+    big = [m for m in mails if len(m.body) > 20_000]
+    store = MemoryCheckpointStore()
+    first = copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(max_message_bytes=20_000),
+                         checkpoints=store)  # fmt: skip
+    assert first.status == "finished_with_errors"
+    assert (first.messages_copied, first.messages_skipped) == (len(mails) - len(big), len(big))
+    second = copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store)
+    assert second.status == "finished", second
+    assert second.copied_this_run == len(big)
+    assert (second.messages_copied, second.messages_skipped) == (len(mails), 0)
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+    third = copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store)
+    assert third.copied_this_run == 0 and third.messages_copied == len(mails)
+
+
 def test_probe_account_counts_folders_messages_and_bytes(src, corpus):
     mail.upload(src.account, corpus, mail.DEFAULT_FOLDERS)
     summary = probe_account(src.endpoint())
@@ -264,6 +284,23 @@ def test_refused_messages_are_reported_and_the_copy_goes_on_within_the_error_bud
     refused = [e for e in events if e.kind == "message_failed"]
     assert len(refused) == 3 and all(e.folder == "INBOX" and e.detail["size"] == 0 for e in refused)
     assert all("zero byte" in e.detail["reason"].lower() for e in refused), refused
+    assert sum(mail.snapshot(dst.account)[("INBOX",)].values()) == len(mails)
+
+
+def test_refused_messages_are_tried_again_by_a_rerun_which_duplicates_nothing(src, dst):
+    mails = mail.build_corpus(seed=37, messages=12, folders=[("INBOX",)], sizes=(800,))
+    mail.upload(src.account, mails[:6])
+    add_empty_messages(src, 2)  # refused, between messages that are copied
+    mail.upload(src.account, mails[6:])
+    store = MemoryCheckpointStore()
+    first = copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store)
+    assert (first.status, first.messages_copied, first.messages_failed) == ("finished_with_errors", len(mails), 2)
+    events = []
+    again = copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store,
+                         on_event=events.append)  # fmt: skip
+    assert (again.status, again.messages_copied, again.messages_failed) == ("finished_with_errors", len(mails), 2)
+    assert again.copied_this_run == 0
+    assert len([e for e in events if e.kind == "message_failed"]) == 2  # tried again, refused again
     assert sum(mail.snapshot(dst.account)[("INBOX",)].values()) == len(mails)
 
 
