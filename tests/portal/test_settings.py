@@ -54,6 +54,8 @@ def load_settings(env: dict[str, str], *code: str) -> subprocess.CompletedProces
         ({"SITE_URL": "imapcopy.example.com"}, "SITE_URL must be a URL starting with"),
         ({"IMAPCOPY_RATE_LIMIT_FACTOR": "lots"}, "IMAPCOPY_RATE_LIMIT_FACTOR must be a whole number"),
         ({"IMAPCOPY_RATE_LIMIT_FACTOR": "0"}, "IMAPCOPY_RATE_LIMIT_FACTOR must be at least 1"),
+        ({"IMAPCOPY_IMAP_TIMEOUT_SECONDS": "120"}, "IMAPCOPY_HEARTBEAT_STALE_SECONDS must be at least 3 times"),
+        ({"IMAPCOPY_NETWORK_PATIENCE_SECONDS": "a while"}, "IMAPCOPY_NETWORK_PATIENCE_SECONDS must be a whole number"),
     ],
 )
 def test_bad_setting_stops_start_up_with_a_clear_message(overrides, message):
