@@ -172,6 +172,7 @@ def copy_job_mailbox(
         error_budget=settings.IMAPCOPY_ERROR_BUDGET,
         max_message_bytes=settings.IMAPCOPY_MAX_MESSAGE_BYTES,
         batch_bytes=settings.IMAPCOPY_BATCH_BYTES,
+        parallelism=settings.IMAPCOPY_PARALLELISM,
     )
     should_cancel = StopPoller(job.pk, run)
     patience_ends = time.monotonic() + settings.IMAPCOPY_NETWORK_PATIENCE_SECONDS

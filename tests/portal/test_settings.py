@@ -56,6 +56,8 @@ def load_settings(env: dict[str, str], *code: str) -> subprocess.CompletedProces
         ({"IMAPCOPY_RATE_LIMIT_FACTOR": "0"}, "IMAPCOPY_RATE_LIMIT_FACTOR must be at least 1"),
         ({"IMAPCOPY_IMAP_TIMEOUT_SECONDS": "120"}, "IMAPCOPY_HEARTBEAT_STALE_SECONDS must be at least 3 times"),
         ({"IMAPCOPY_NETWORK_PATIENCE_SECONDS": "a while"}, "IMAPCOPY_NETWORK_PATIENCE_SECONDS must be a whole number"),
+        ({"IMAPCOPY_PARALLELISM": "0"}, "IMAPCOPY_PARALLELISM must be at least 1"),
+        ({"IMAPCOPY_PARALLELISM": "64"}, "IMAPCOPY_PARALLELISM must be at most 16"),
     ],
 )
 def test_bad_setting_stops_start_up_with_a_clear_message(overrides, message):

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-mb", type=float, default=8.0)
     ap.add_argument("--max-message-mb", type=float)
     ap.add_argument("--max-messages-per-second", type=float, help="source read pace (provider limits)")
-    ap.add_argument("--parallelism", type=int, default=2, help="connections per side used at once")
+    ap.add_argument("--parallelism", type=int, default=4, help="connections per side used at once")
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--include-gmail-virtual", action="store_true")
     ap.add_argument("--quiet", "-q", action="store_true")

@@ -48,7 +48,7 @@ class CopyOptions:
     progress_interval: float = 1.0
     # Folders copied at once, each over its own source + destination connection (capped by the
     # endpoints' max_connections).  The destination server's per-connection work is the usual limit.
-    parallelism: int = 2
+    parallelism: int = 4
 
 
 @dataclass

@@ -188,6 +188,7 @@ class Command(BaseCommand):
             error_budget=settings.IMAPCOPY_ERROR_BUDGET,
             max_message_bytes=settings.IMAPCOPY_MAX_MESSAGE_BYTES,
             batch_bytes=settings.IMAPCOPY_BATCH_BYTES,
+            parallelism=settings.IMAPCOPY_PARALLELISM,
         )
         started = time.monotonic()
         try:
