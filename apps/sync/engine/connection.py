@@ -259,6 +259,7 @@ class Completion:
 
 
 STATUS_CHUNK = 200
+LOGOUT_SECONDS = 5.0
 
 
 class Session:
@@ -449,7 +450,10 @@ class Session:
             _close_quietly(self.client)
             return
         try:
-            self._imap.deadline = time.monotonic() + (self._imap.sock.gettimeout() or 10.0)
+            # LOGOUT is a courtesy: a server that does not answer it soon is not waited for.
+            wait = min(self._imap.sock.gettimeout() or LOGOUT_SECONDS, LOGOUT_SECONDS)
+            self._imap.sock.settimeout(wait)
+            self._imap.deadline = time.monotonic() + wait
             self.client.logout()
         except Exception:
             _close_quietly(self.client)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .checkpoints import CheckpointStore
-from .connection import MailboxState, Session, connect, quote
+from .connection import LOGOUT_SECONDS, MailboxState, Session, connect, quote
 from .errors import Cancelled, EngineError, ErrorCode, TransientError
 from .folders import FolderPlan, Listing, encode_name, list_folders, plan_folders, safe_part
 from .model import (
@@ -335,9 +335,21 @@ class _CopyRun:
             self._extra_pairs = None
             for pair in opened:
                 self._sessions.extend(pair)
-        for session in self._sessions:
-            session.close()
-        self._sessions.clear()
+        # All at once: a dozen connections to a server that stopped answering would otherwise each
+        # wait for their LOGOUT in turn, and the job would look dead meanwhile.
+        sessions, self._sessions = list(self._sessions), []
+        if len(sessions) <= 1:
+            for session in sessions:
+                session.close()
+            return
+        closers = [threading.Thread(target=s.close, name="imapcopy-logout", daemon=True) for s in sessions]
+        for closer in closers:
+            closer.start()
+        deadline = time.monotonic() + LOGOUT_SECONDS + 1
+        for session, closer in zip(sessions, closers, strict=True):
+            closer.join(max(0.0, deadline - time.monotonic()))
+            if closer.is_alive():
+                session.abort()
 
     # ----------------------------------------------------------------- one attempt
     def _attempt(self) -> None:

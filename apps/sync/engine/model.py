@@ -44,11 +44,11 @@ class CopyOptions:
     skip_gmail_virtual_folders: bool = True
     max_message_bytes: int | None = None
     error_budget: int = 100
-    batch_bytes: int = 8 * 1024 * 1024
+    batch_bytes: int = 2 * 1024 * 1024
     progress_interval: float = 1.0
     # Folders copied at once, each over its own source + destination connection (capped by the
     # endpoints' max_connections).  The destination server's per-connection work is the usual limit.
-    parallelism: int = 4
+    parallelism: int = 6
 
 
 @dataclass
