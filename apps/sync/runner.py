@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
 
 from apps.mailboxes.endpoints import endpoint_for
@@ -61,6 +62,11 @@ class FolderProgressCheckpoints:
         FolderProgress.objects.update_or_create(
             job_id=self.job_id, source_name=checkpoint.source_name, defaults={**columns, "extra": values}
         )
+
+    def save_many(self, checkpoints: list[engine.FolderCheckpoint]) -> None:
+        with transaction.atomic():  # one commit for several folders' checkpoints
+            for checkpoint in checkpoints:
+                self.save(checkpoint)
 
 
 def counters_from(result_or_progress) -> services.JobCounters:

@@ -15,6 +15,8 @@ _FIELDS = {f.name for f in dataclasses.fields(FolderCheckpoint)}
 
 
 class CheckpointStore(Protocol):
+    """May also offer save_many(checkpoints): several folders made durable at once."""
+
     def load(self) -> dict[str, FolderCheckpoint]: ...
 
     def save(self, checkpoint: FolderCheckpoint) -> None: ...
@@ -35,8 +37,12 @@ class MemoryCheckpointStore:
             return {k: checkpoint_from_dict(v) for k, v in self._data.items()}
 
     def save(self, checkpoint: FolderCheckpoint) -> None:
+        self.save_many([checkpoint])
+
+    def save_many(self, checkpoints: list[FolderCheckpoint]) -> None:
         with self._lock:
-            self._data[checkpoint.source_name] = dataclasses.asdict(checkpoint)
+            for checkpoint in checkpoints:
+                self._data[checkpoint.source_name] = dataclasses.asdict(checkpoint)
 
 
 class JsonFileCheckpointStore:
@@ -61,9 +67,13 @@ class JsonFileCheckpointStore:
             return {k: checkpoint_from_dict(v) for k, v in self._read().items()}
 
     def save(self, checkpoint: FolderCheckpoint) -> None:
+        self.save_many([checkpoint])
+
+    def save_many(self, checkpoints: list[FolderCheckpoint]) -> None:
         with self._lock:
             data = self._read()
-            data[checkpoint.source_name] = dataclasses.asdict(checkpoint)
+            for checkpoint in checkpoints:
+                data[checkpoint.source_name] = dataclasses.asdict(checkpoint)
             tmp = self.path.with_name(self.path.name + ".tmp")
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(data, f, ensure_ascii=False)

@@ -680,13 +680,46 @@ class _CopyRun:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                fn, args, box, done = self._calls.get(timeout=max(0.0, deadline - time.monotonic()))
+                calls = [self._calls.get(timeout=max(0.0, deadline - time.monotonic()))]
             except queue.Empty:
                 return
-            try:
-                box[0] = fn(*args)
-            except BaseException as exc:
-                box[1] = exc
+            while True:
+                try:
+                    calls.append(self._calls.get_nowait())
+                except queue.Empty:
+                    break
+            # Each call comes from a different worker (a worker waits for its call), so they may
+            # run in any order: other calls first, then every checkpoint in one write (a group
+            # commit: one fsync for all the writers waiting to APPEND, not one each in turn).
+            saves = [call for call in calls if call[0] == self.store.save]
+            for fn, args, box, done in calls:
+                if fn != self.store.save:
+                    self._run_call(fn, args, box, done)
+            if saves:
+                self._save_together(saves)
+
+    @staticmethod
+    def _run_call(fn, args, box, done) -> None:
+        try:
+            box[0] = fn(*args)
+        except BaseException as exc:
+            box[1] = exc
+        done.set()
+
+    def _save_together(self, saves: list) -> None:
+        save_many = getattr(self.store, "save_many", None)
+        if save_many is None or len(saves) == 1:
+            for call in saves:
+                self._run_call(*call)
+            return
+        latest = {args[0].source_name: args[0] for _fn, args, _box, _done in saves}  # queue order: last is newest
+        error = None
+        try:
+            save_many(list(latest.values()))
+        except BaseException as exc:
+            error = exc
+        for _fn, _args, box, done in saves:
+            box[1] = error
             done.set()
 
     def _run_pair(self, src: Session, dst: Session, todo: queue.Queue) -> None:
