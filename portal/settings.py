@@ -184,8 +184,8 @@ IMAPCOPY_ESTIMATE_BYTES_PER_SECOND = env_int("IMAPCOPY_ESTIMATE_BYTES_PER_SECOND
 # without copying anything (runs killed in the middle of a copy, by deploys, do not count).
 IMAPCOPY_HEARTBEAT_STALE_SECONDS = env_int("IMAPCOPY_HEARTBEAT_STALE_SECONDS", 180, minimum=5)
 IMAPCOPY_MAX_RUNS = env_int("IMAPCOPY_MAX_RUNS", 5, minimum=1)
-# A copy waiting on a silent server goes without a heartbeat for about one IMAP timeout per
-# connection it gives up on (two pipelines: ~2 timeouts). A shorter stale limit would take that
+# A copy waiting on a silent server goes without a heartbeat for about one IMAP timeout, plus up
+# to a few seconds to close its connections (all at once). A shorter stale limit would take that
 # live run for a dead one and start a second copy beside it.
 if IMAPCOPY_HEARTBEAT_STALE_SECONDS < 3 * IMAPCOPY_IMAP_TIMEOUT_SECONDS:
     raise ImproperlyConfigured(
