@@ -203,20 +203,7 @@ def main() -> int:
             print(f"gunicorn log has {errors} tracebacks: {work / 'gunicorn.log'}")
         return 0 if all(r["non_2xx_3xx"] == 0 and r["socket_errors"] == 0 for r in results) and not errors else 1
     finally:
-        procs.stop_all()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: S110 - Django may not be set up yet
-            pass
-        database.drop()
-        if redis is not None:
-            harness.stop_redis(redis)
-        if args.keep:
-            print(f"logs and database in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        harness.tear_down(procs, database, redis, work, args.keep)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import http.cookiejar
 import json
 import random
 import re
-import shutil
 import statistics
 import sys
 import tempfile
@@ -356,20 +355,7 @@ def main() -> int:
             ok = figures["all_finished"] and not runs_twice and not bad and not failed_submissions
             return 0 if ok else 1
         finally:
-            procs.stop_all()
-            try:
-                from django.db import connections
-
-                connections.close_all()
-            except Exception:  # noqa: S110 - Django may not be set up yet
-                pass
-            database.drop()
-            if redis is not None:
-                harness.stop_redis(redis)
-            if args.keep:
-                print(f"logs and database in {work}")
-            else:
-                shutil.rmtree(work, ignore_errors=True)
+            harness.tear_down(procs, database, redis, work, args.keep)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,6 +166,25 @@ def stop_redis(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def tear_down(procs: Processes, database: PrivateDatabase, redis: subprocess.Popen | None, work: Path,
+              keep: bool) -> None:  # fmt: skip
+    """Stop what a benchmark started and remove what it created (its logs stay with --keep)."""
+    procs.stop_all()
+    try:
+        from django.db import connections
+
+        connections.close_all()
+    except Exception:  # noqa: S110 - Django may not be set up yet
+        pass
+    database.drop()
+    if redis is not None:
+        stop_redis(redis)
+    if keep:
+        print(f"logs and database in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def start_gunicorn(procs: Processes, env: dict, port: int, workers: int, log: Path, extra: list[str] = ()):
