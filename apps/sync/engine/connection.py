@@ -421,13 +421,10 @@ class Session:
         out: dict[bytes, dict[str, int]] = {}
         wanted = set(mailboxes)
         found: dict[bytes, dict[str, int]] = {}
-        seen = 0
+        tick = self.answer_guard(len(mailboxes))  # a few unsolicited responses are normal; an endless stream is not
 
         def collect(resp: Response) -> None:
-            nonlocal seen
-            seen += 1  # a few unsolicited responses are normal; an endless stream is not
-            if seen > 2 * len(mailboxes) + 10_000:
-                raise self.fail(too_large("an answer that never ends", self.side))
+            tick()
             try:
                 parsed = parse_status(resp)
             except ValueError:  # not numbers: not an answer to our STATUS

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .checkpoints import CheckpointStore
@@ -79,6 +81,38 @@ class _Uncredited:
     skipped: int = 0
     failed: int = 0
 
+    def add(self, other: _Uncredited, sign: int = 1) -> None:
+        self.copied += sign * other.copied
+        self.nbytes += sign * other.nbytes
+        self.skipped += sign * other.skipped
+        self.failed += sign * other.failed
+
+
+class _PastCheckpoint:
+    """One folder's uncredited work, by UID (a heap), with running totals: crediting and reporting
+    stay cheap however much a folder held below a message left behind accumulates."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, _Uncredited]] = []
+        self._order = itertools.count()  # ties on UID: never compare the work items themselves
+        self.total = _Uncredited(0)
+
+    def add(self, work: _Uncredited) -> None:
+        heapq.heappush(self._heap, (work.uid, next(self._order), work))
+        self.total.add(work)
+
+    def pop_upto(self, uid: int) -> Iterator[_Uncredited]:
+        while self._heap and self._heap[0][0] <= uid:
+            work = heapq.heappop(self._heap)[2]
+            self.total.add(work, -1)
+            yield work
+
+    def as_dict(self) -> dict[str, int]:
+        if not self._heap:
+            return {}
+        t = self.total
+        return {"copied": t.copied, "bytes": t.nbytes, "skipped": t.skipped, "failed": t.failed}
+
 
 @dataclass
 class _Totals:
@@ -120,7 +154,7 @@ class _CopyRun:
         self._calls: queue.Queue = queue.Queue()
         # Guards the checkpoints' counters and last_uid, the uncredited work and the run totals.
         self._counter_lock = threading.RLock()
-        self._uncredited: dict[str, list[_Uncredited]] = {}
+        self._uncredited: dict[str, _PastCheckpoint] = {}
         # Folder -> highest UID its checkpoint may reach in this run: just below the first message
         # that was not copied (refused, too large), so that the next run tries that one again.
         self._holds: dict[str, int] = {}
@@ -154,7 +188,7 @@ class _CopyRun:
     def snapshot(self) -> Progress:
         with self._counter_lock:
             cks = [self.checkpoints[name] for name in self.active if name in self.checkpoints]
-            pending = [u for name in self.active for u in self._uncredited.get(name, ())]
+            pending = [self._uncredited[name].total for name in self.active if name in self._uncredited]
             return Progress(
                 folders_total=self.totals.folders_total,
                 folders_done=sum(1 for c in cks if c.done),
@@ -176,14 +210,7 @@ class _CopyRun:
 
     def _past_checkpoint(self, ck: FolderCheckpoint) -> dict[str, int]:
         waiting = self._uncredited.get(ck.source_name)
-        if not waiting:
-            return {}
-        return {
-            "copied": sum(w.copied for w in waiting),
-            "bytes": sum(w.nbytes for w in waiting),
-            "skipped": sum(w.skipped for w in waiting),
-            "failed": sum(w.failed for w in waiting),
-        }
+        return waiting.as_dict() if waiting else {}
 
     def _hold(self, ck: FolderCheckpoint, uid: int) -> None:
         with self._counter_lock:
@@ -195,7 +222,7 @@ class _CopyRun:
 
     def _defer(self, ck: FolderCheckpoint, work: _Uncredited) -> None:
         with self._counter_lock:
-            self._uncredited.setdefault(ck.source_name, []).append(work)
+            self._uncredited.setdefault(ck.source_name, _PastCheckpoint()).add(work)
 
     def _advance(self, ck: FolderCheckpoint, last_uid: int) -> None:
         """Move the checkpoint to last_uid and credit the work it now covers, atomically, so that a
@@ -203,18 +230,13 @@ class _CopyRun:
         with self._counter_lock:
             ck.last_uid = max(ck.last_uid, min(last_uid, self._holds.get(ck.source_name, last_uid)))
             waiting = self._uncredited.get(ck.source_name)
-            if not waiting:
+            if waiting is None:
                 return
-            still = []
-            for work in waiting:
-                if work.uid <= ck.last_uid:
-                    ck.messages_copied += work.copied
-                    ck.bytes_copied += work.nbytes
-                    ck.messages_skipped += work.skipped
-                    ck.messages_failed += work.failed
-                else:
-                    still.append(work)
-            self._uncredited[ck.source_name] = still
+            for work in waiting.pop_upto(ck.last_uid):
+                ck.messages_copied += work.copied
+                ck.bytes_copied += work.nbytes
+                ck.messages_skipped += work.skipped
+                ck.messages_failed += work.failed
 
     def cancel_requested(self) -> bool:
         try:
