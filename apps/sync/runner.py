@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from apps.mailboxes.endpoints import endpoint_for
@@ -59,9 +60,16 @@ class FolderProgressCheckpoints:
         for column, kind in _PAST_CHECKPOINT.items():
             if column in columns:
                 columns[column] += checkpoint.past_checkpoint.get(kind, 0)
-        FolderProgress.objects.update_or_create(
-            job_id=self.job_id, source_name=checkpoint.source_name, defaults={**columns, "extra": values}
+        columns["extra"] = values
+        # One UPDATE (the row exists from the folder's first save on): a checkpoint is saved
+        # before and after every batch, and update_or_create() would add a SELECT … FOR UPDATE.
+        updated = FolderProgress.objects.filter(job_id=self.job_id, source_name=checkpoint.source_name).update(
+            **columns, updated_at=timezone.now()
         )
+        if not updated:
+            FolderProgress.objects.update_or_create(
+                job_id=self.job_id, source_name=checkpoint.source_name, defaults=columns
+            )
 
     def save_many(self, checkpoints: list[engine.FolderCheckpoint]) -> None:
         with transaction.atomic():  # one commit for several folders' checkpoints

@@ -359,7 +359,8 @@ class _CopyRun:
                 self._sessions.extend(pair)
         # All at once: a dozen connections to a server that stopped answering would otherwise each
         # wait for their LOGOUT in turn, and the job would look dead meanwhile.
-        sessions, self._sessions = list(self._sessions), []
+        sessions = list({id(s): s for s in self._sessions}.values())  # a pair in use is listed twice
+        self._sessions = []
         if len(sessions) <= 1:
             for session in sessions:
                 session.close()
@@ -627,26 +628,17 @@ class _CopyRun:
     def _pipeline(self, src: Session, dst: Session, tasks: list[FolderTask]) -> None:
         """Run 1..parallelism reader/writer pairs over the folders, biggest folders first.
 
-        Each folder is handled by exactly one pair, so its checkpoint advances in order.  The
-        workers hand every callback (save, on_event, on_progress) to this thread, so the caller's
-        callbacks always run on the thread that called copy_mailbox().
+        Each folder is handled by exactly one pair, so its checkpoint advances in order.  The first
+        pair starts at once; the others join as their connections open.  The workers hand every
+        callback (save, on_event, on_progress) to this thread, so the caller's callbacks always run
+        on the thread that called copy_mailbox().
         """
-        pairs = [(src, dst)]
         wanted = self._parallelism(len(tasks)) - 1
-        opener, self._extra_pairs = self._extra_pairs, None
-        if opener is None:
-            opener = _PairOpener(self.source, self.destination, wanted, background=False)
-        opened, error = opener.result()
-        for extra_src, extra_dst in opened:
-            self._sessions += [extra_src, extra_dst]
-        pairs += opened[:wanted]
-        for extra_src, extra_dst in opened[wanted:]:  # more than this run's folders can use
-            extra_src.close()
-            extra_dst.close()
-        if error is not None and len(pairs) <= wanted:
-            # Typically a per-user connection limit: carry on with the connections we have.
-            self.event("throttled", None, side=error.side, reason="connection_limit", detail=error.detail,
-                       connections=len(pairs))  # fmt: skip
+        opener = self._extra_pairs
+        if opener is None and wanted > 0:
+            opener = self._extra_pairs = _PairOpener(self.source, self.destination, wanted)
+        if opener is not None:
+            opener.wake = lambda: self._calls.put(None)
         todo: queue.Queue = queue.Queue()
         for task in sorted(tasks, key=lambda t: -t.size_hint):
             todo.put(task)
@@ -660,16 +652,38 @@ class _CopyRun:
             except BaseException as exc:
                 errors.append(exc)
                 self._stop.set()
+            finally:
+                self._calls.put(None)  # wake the loop below at once
 
-        threads = [
-            threading.Thread(target=work, args=pair, name=f"imapcopy-writer-{i}", daemon=True)
-            for i, pair in enumerate(pairs)
-        ]
         self._workers = set()
-        for t in threads:
-            t.start()
+        threads: list[threading.Thread] = []
+
+        def start(pair: tuple[Session, Session]) -> None:
+            thread = threading.Thread(target=work, args=pair, name=f"imapcopy-writer-{len(threads)}", daemon=True)
+            threads.append(thread)
+            thread.start()
+
+        start((src, dst))
+        taken = 0  # extra pairs looked at
         cancelled = False
-        while any(t.is_alive() for t in threads):
+        while True:
+            if opener is not None:
+                opened, error, finished = opener.progress()
+                for pair in opened[taken:]:
+                    taken += 1
+                    self._sessions.extend(pair)
+                    # A pair opened once every folder is taken, or beyond what this run can use,
+                    # is left idle: _close_all logs it out with the others.
+                    if len(threads) <= wanted and not todo.empty() and not self._stop.is_set():
+                        start(pair)
+                if finished:
+                    opener = None
+                    if error is not None and len(threads) <= wanted:
+                        # Typically a per-user connection limit: carry on with the connections we have.
+                        self.event("throttled", None, side=error.side, reason="connection_limit",
+                                   detail=error.detail, connections=len(threads))  # fmt: skip
+            if not any(t.is_alive() for t in threads):
+                break
             if not cancelled and self.cancel_requested():
                 cancelled = True
                 self._stop.set()
@@ -710,6 +724,9 @@ class _CopyRun:
                     calls.append(self._calls.get_nowait())
                 except queue.Empty:
                     break
+            calls = [call for call in calls if call is not None]  # None: a wake-up, nothing to run
+            if not calls:
+                return
             # Each call comes from a different worker (a worker waits for its call), so they may
             # run in any order: other calls first, then every checkpoint in one write (a group
             # commit: one fsync for all the writers waiting to APPEND, not one each in turn).
@@ -883,11 +900,11 @@ class _CopyRun:
             )
 
     def _learn_flags(self, dst: Session, plan: FolderPlan) -> None:
-        """Which flags the destination folder stores (its PERMANENTFLAGS, from a read-write SELECT
-        on this pipeline's own connection, while its reader fetches the first messages)."""
+        """Which flags the destination folder stores (its PERMANENTFLAGS, asked on this pipeline's
+        own connection while its reader fetches the first messages)."""
         keep = self._keep_flags.get(plan.dest_name)
         if keep is None:
-            keep = _flag_filter(dst.select(plan.dest_raw, readonly=False).permanent_flags)
+            keep = _flag_filter(dst.permanent_flags(plan.dest_raw))
             self._keep_flags[plan.dest_name] = keep
         plan.keep_flag = keep
 
@@ -952,37 +969,52 @@ class _CopyRun:
 
 
 class _PairOpener:
-    """Opens the extra (source, destination) connections of the parallel pipelines, in the
-    background while the folders are planned, or at once."""
+    """Opens the extra (source, destination) connections of the parallel pipelines in the
+    background, all at once (each login is a few round trips), while the folders are planned."""
 
-    def __init__(self, source: Endpoint, destination: Endpoint, count: int, background: bool = True) -> None:
-        self._source, self._destination, self._count = source, destination, count
+    def __init__(self, source: Endpoint, destination: Endpoint, count: int) -> None:
+        self._source, self._destination = source, destination
         self.opened: list[tuple[Session, Session]] = []
         self.error: EngineError | None = None
-        self._thread = threading.Thread(target=self._open, name="imapcopy-connect-extra", daemon=True)
-        if background:
-            self._thread.start()
-        else:
-            self._open()
+        self.wake: Callable[[], None] = lambda: None  # called whenever a pair opened, and at the end
+        self._lock = threading.Lock()
+        self._ended = 0
+        self._threads = [
+            threading.Thread(target=self._open_pair, name="imapcopy-connect-extra", daemon=True) for _ in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _open(self) -> None:
-        for _ in range(self._count):
+    def _open_pair(self) -> None:
+        try:
             try:
                 extra_src = connect(self._source, "source")
             except EngineError as exc:
-                self.error = exc
+                with self._lock:
+                    self.error = self.error or exc
                 return
             try:
                 extra_dst = connect(self._destination, "destination")
             except EngineError as exc:
                 extra_src.close()
-                self.error = exc
+                with self._lock:
+                    self.error = self.error or exc
                 return
-            self.opened.append((extra_src, extra_dst))
+            with self._lock:
+                self.opened.append((extra_src, extra_dst))
+        finally:
+            with self._lock:
+                self._ended += 1
+            self.wake()
+
+    def progress(self) -> tuple[list[tuple[Session, Session]], EngineError | None, bool]:
+        """(pairs opened so far, in order; the first error; whether every attempt has ended)"""
+        with self._lock:
+            return list(self.opened), self.error, self._ended == len(self._threads)
 
     def result(self) -> tuple[list[tuple[Session, Session]], EngineError | None]:
-        if self._thread.ident is not None:
-            self._thread.join()
+        for thread in self._threads:
+            thread.join()
         return self.opened, self.error
 
 
