@@ -157,16 +157,35 @@ def test_destination_dropped_in_the_middle_of_a_multiappend(proxied_copy):
     copy.assert_exact()
 
 
-@pytest.fixture
-def restartable_server():
-    """A destination Dovecot of this test's own, in a directory that outlives stop() (under /tmp:
-    Dovecot's unprivileged user cannot reach pytest's private tmp_path)."""
+def _restartable(profile: Profile):
+    """A Dovecot of this test's own, in a directory that outlives stop() (under /tmp: Dovecot's
+    unprivileged user cannot reach pytest's private tmp_path), so its mail and UIDVALIDITYs
+    survive a restart."""
     directory = Path(tempfile.mkdtemp(prefix="dovecot-restart-"))
-    server = DovecotServer(Profile.slash(), directory=directory, pool_size=2)
+    server = DovecotServer(profile, directory=directory, pool_size=2)
     server.start()
     yield server
     server.stop()
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def restartable_server():
+    yield from _restartable(Profile.slash())
+
+
+@pytest.fixture
+def restartable_source():
+    yield from _restartable(Profile.dot())
+
+
+def restart(server: DovecotServer) -> None:
+    """Down for 3 s: new connections refused, open ones cut, as `systemctl restart dovecot` does."""
+    restart_begins = time.monotonic()
+    server.stop()
+    assert stop_sessions(server) >= 1
+    time.sleep(max(0.0, 3 - (time.monotonic() - restart_begins)))
+    server.start()
 
 
 def stop_sessions(server: DovecotServer) -> int:
@@ -204,16 +223,41 @@ def test_destination_server_restarted_during_the_copy(front, imap_trust, restart
                 destination_user.password), None, None, mail.uid_state(source), tmp_path / "worker.log")  # fmt: skip
     worker = start_worker(log=copy.log)
     wait_until(lambda: 100 < SyncJob.objects.get(pk=job.pk).messages_copied < 700, timeout=60)
-    restart_begins = time.monotonic()
-    restartable_server.stop()  # new connections are refused ...
-    assert stop_sessions(restartable_server) >= 1  # ... and open ones cut, as `systemctl restart dovecot` does
-    time.sleep(max(0.0, 3 - (time.monotonic() - restart_begins)))
-    restartable_server.start()
+    restart(restartable_server)
     copy.wait(worker, timeout=120)
     job = copy.refreshed()
     assert job.status == JobStatus.FINISHED, (job.error_code, job.error_detail, copy.log_tail())
     assert job.attempts == 1
     assert copy.events("reconnecting"), "the run waited for the server to come back"
+    copy.assert_exact()
+
+
+def test_source_server_restarted_during_the_copy(imap_trust, restartable_source, plain_account, redis_connection,
+                                                 tmp_path):  # fmt: skip
+    """The source's sessions are cut mid-FETCH and it refuses connections for 3 s; it comes back
+    with the same UIDVALIDITYs, so the run resumes from its checkpoints without reconciling."""
+    destination_server = imap_trust[1]
+    source_user, destination_user = restartable_source.new_user(), destination_server.new_user()
+    source = mail.Account(restartable_source.host, restartable_source.port, source_user.login, source_user.password,
+                          "INBOX.", ".")  # fmt: skip
+    mail.upload_fast(source, mail.build_corpus(seed=65, messages=900))
+    Provider.objects.filter(slug="other").update(max_messages_per_second=200)
+    job = services.job_create(
+        source=plain_account(restartable_source, source_user, restartable_source.port),
+        destination=plain_account(destination_server, destination_user, destination_server.port),
+    )
+    destination = mail.Account(destination_server.host, destination_server.port, destination_user.login,
+                               destination_user.password)  # fmt: skip
+    copy = Copy(job, source, destination, None, None, mail.uid_state(source), tmp_path / "worker.log")
+    worker = start_worker(log=copy.log)
+    wait_until(lambda: 100 < SyncJob.objects.get(pk=job.pk).messages_copied < 700, timeout=60)
+    restart(restartable_source)
+    copy.wait(worker, timeout=120)
+    job = copy.refreshed()
+    assert job.status == JobStatus.FINISHED, (job.error_code, job.error_detail, copy.log_tail())
+    assert job.attempts == 1
+    assert any(event["side"] == "source" for event in copy.events("reconnecting")), copy.log_tail()
+    assert not copy.events("uidvalidity_changed")
     copy.assert_exact()
 
 
