@@ -199,35 +199,47 @@ def stop_sessions(server: DovecotServer) -> int:
     return len(leftovers)
 
 
+def copy_across_a_restart(*, seed: int, source_server: DovecotServer, destination_server: DovecotServer,
+                          restarted: DovecotServer, plain_account, log: Path,
+                          destination_port: int | None = None) -> Copy:  # fmt: skip
+    """A 900-message copy (paced at 200 msgs/s by the provider's limit) during which `restarted`
+    (the source or the destination server) is restarted; returns it finished."""
+    source_user, destination_user = source_server.new_user(), destination_server.new_user()
+    source = mail.Account(source_server.host, source_server.port, source_user.login, source_user.password,
+                          "INBOX.", ".")  # fmt: skip
+    destination = mail.Account(destination_server.host, destination_server.port, destination_user.login,
+                               destination_user.password)  # fmt: skip
+    mail.upload_fast(source, mail.build_corpus(seed=seed, messages=900))
+    Provider.objects.filter(slug="other").update(max_messages_per_second=200)
+    job = services.job_create(
+        source=plain_account(source_server, source_user, source_server.port),
+        destination=plain_account(destination_server, destination_user, destination_port or destination_server.port),
+    )
+    copy = Copy(job, source, destination, None, None, mail.uid_state(source), log)
+    worker = start_worker(log=copy.log)
+    wait_until(lambda: 100 < SyncJob.objects.get(pk=job.pk).messages_copied < 700, timeout=60)
+    restart(restarted)
+    copy.wait(worker, timeout=120)
+    job = copy.refreshed()
+    assert job.status == JobStatus.FINISHED, (job.error_code, job.error_detail, copy.log_tail())
+    assert job.attempts == 1
+    return copy
+
+
 @pytest.mark.parametrize("front", ["direct", "load_balancer"])
 def test_destination_server_restarted_during_the_copy(front, imap_trust, restartable_server, plain_account,
                                                       redis_connection, tmp_path, request):  # fmt: skip
     """Directly, connections are refused while the server is down; behind a load balancer (the
     proxy) they are accepted and closed before any greeting."""
-    source_server = imap_trust[0]
-    source_user, destination_user = source_server.new_user(), restartable_server.new_user()
-    source = mail.Account(source_server.host, source_server.port, source_user.login, source_user.password,
-                          "INBOX.", ".")  # fmt: skip
-    mail.upload_fast(source, mail.build_corpus(seed=64, messages=900))
-    Provider.objects.filter(slug="other").update(max_messages_per_second=200)
-    port = restartable_server.port
+    port = None
     if front == "load_balancer":
         balancer = TcpProxy("127.0.0.1", restartable_server.port).__enter__()
         request.addfinalizer(balancer.close)
         port = balancer.port
-    job = services.job_create(
-        source=plain_account(source_server, source_user, source_server.port),
-        destination=plain_account(restartable_server, destination_user, port),
-    )
-    copy = Copy(job, source, mail.Account(restartable_server.host, restartable_server.port, destination_user.login,
-                destination_user.password), None, None, mail.uid_state(source), tmp_path / "worker.log")  # fmt: skip
-    worker = start_worker(log=copy.log)
-    wait_until(lambda: 100 < SyncJob.objects.get(pk=job.pk).messages_copied < 700, timeout=60)
-    restart(restartable_server)
-    copy.wait(worker, timeout=120)
-    job = copy.refreshed()
-    assert job.status == JobStatus.FINISHED, (job.error_code, job.error_detail, copy.log_tail())
-    assert job.attempts == 1
+    copy = copy_across_a_restart(
+        seed=64, source_server=imap_trust[0], destination_server=restartable_server, restarted=restartable_server,
+        plain_account=plain_account, log=tmp_path / "worker.log", destination_port=port,
+    )  # fmt: skip
     assert copy.events("reconnecting"), "the run waited for the server to come back"
     copy.assert_exact()
 
@@ -236,26 +248,10 @@ def test_source_server_restarted_during_the_copy(imap_trust, restartable_source,
                                                  tmp_path):  # fmt: skip
     """The source's sessions are cut mid-FETCH and it refuses connections for 3 s; it comes back
     with the same UIDVALIDITYs, so the run resumes from its checkpoints without reconciling."""
-    destination_server = imap_trust[1]
-    source_user, destination_user = restartable_source.new_user(), destination_server.new_user()
-    source = mail.Account(restartable_source.host, restartable_source.port, source_user.login, source_user.password,
-                          "INBOX.", ".")  # fmt: skip
-    mail.upload_fast(source, mail.build_corpus(seed=65, messages=900))
-    Provider.objects.filter(slug="other").update(max_messages_per_second=200)
-    job = services.job_create(
-        source=plain_account(restartable_source, source_user, restartable_source.port),
-        destination=plain_account(destination_server, destination_user, destination_server.port),
-    )
-    destination = mail.Account(destination_server.host, destination_server.port, destination_user.login,
-                               destination_user.password)  # fmt: skip
-    copy = Copy(job, source, destination, None, None, mail.uid_state(source), tmp_path / "worker.log")
-    worker = start_worker(log=copy.log)
-    wait_until(lambda: 100 < SyncJob.objects.get(pk=job.pk).messages_copied < 700, timeout=60)
-    restart(restartable_source)
-    copy.wait(worker, timeout=120)
-    job = copy.refreshed()
-    assert job.status == JobStatus.FINISHED, (job.error_code, job.error_detail, copy.log_tail())
-    assert job.attempts == 1
+    copy = copy_across_a_restart(
+        seed=65, source_server=restartable_source, destination_server=imap_trust[1], restarted=restartable_source,
+        plain_account=plain_account, log=tmp_path / "worker.log",
+    )  # fmt: skip
     assert any(event["side"] == "source" for event in copy.events("reconnecting")), copy.log_tail()
     assert not copy.events("uidvalidity_changed")
     copy.assert_exact()
