@@ -534,7 +534,15 @@ class _CopyRun:
         if source_same and dest_same:
             task.start_uid = ck.last_uid + 1
             window_open = ck.pending_uid > ck.last_uid
-            if window_open and ck.dest_uidnext is not None and (dstate.uidnext or 0) > ck.dest_uidnext:
+            dest_grew = ck.dest_uidnext is not None and (dstate.uidnext or 0) > ck.dest_uidnext
+            if dest_grew and not window_open and st.get("UIDNEXT", 0) - 1 > ck.last_uid:
+                # The destination holds more than this checkpoint knows of: mail delivered to it
+                # since, or copies whose checkpoint writes were lost (a machine crash, a database
+                # restored from a backup). What the source has past the checkpoint is treated as
+                # an open window, so that such copies are recognised, not made a second time.
+                ck.pending_uid = st["UIDNEXT"] - 1
+                window_open = True
+            if window_open and dest_grew:
                 # An APPEND was sent but not confirmed: what landed is at UIDs >= dest_uidnext.
                 if not examined:
                     dst.select(plan.dest_raw, readonly=True)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from apps.sync.engine import (
@@ -85,6 +86,43 @@ def test_unconfirmed_append_window_is_reconciled(src, dst):
     assert result.status == "finished"
     assert result.copied_this_run == 3
     assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+
+
+def test_a_checkpoint_whose_last_writes_were_lost_duplicates_nothing(src, dst):
+    """A checkpoint older than the destination: its last saves lost (a machine crash with SQLite's
+    synchronous=NORMAL, a database restored from a backup). Every checkpoint write the run made
+    after the first copy is gone, so it looks like a closed window at the end of that copy, yet
+    the destination holds the messages copied since; they must be recognised, not copied twice."""
+    mail.upload(src.account, mail.build_corpus(seed=26, messages=20, folders=[("INBOX",)]))
+    store = MemoryCheckpointStore()
+    assert copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store).status == "finished"
+    stale = dataclasses.replace(store.load()["INBOX"])
+    mail.upload(src.account, mail.build_corpus(seed=27, messages=5, folders=[("INBOX",)]))
+    assert copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store).copied_this_run == 5
+    store.save(stale)  # the second run's checkpoint writes never reached the disk
+    mail.upload(src.account, mail.build_corpus(seed=28, messages=2, folders=[("INBOX",)]))
+    result = copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store)
+    assert result.status == "finished", result
+    assert result.copied_this_run == 2
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
+    assert result.messages_copied == result.messages_total
+
+
+def test_mail_delivered_to_the_destination_between_runs_is_left_alone(src, dst):
+    """The destination is a live mailbox: mail that reached it since the last run is neither
+    taken for a copy of a source message nor touched, and new source mail is still copied."""
+    mail.upload(src.account, mail.build_corpus(seed=29, messages=10, folders=[("INBOX",)]))
+    store = MemoryCheckpointStore()
+    assert copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store).status == "finished"
+    delivered = mail.build_corpus(seed=30, messages=3, folders=[("INBOX",)])
+    mail.upload(dst.account, delivered)
+    mail.upload(src.account, mail.build_corpus(seed=31, messages=4, folders=[("INBOX",)]))
+    result = copy_mailbox(src.endpoint(), dst.endpoint(), options=CopyOptions(), checkpoints=store)
+    assert result.status == "finished", result
+    assert result.copied_this_run == 4
+    source, destination = mail.snapshot(src.account), mail.snapshot(dst.account)
+    assert source[("INBOX",)] - destination[("INBOX",)] == Counter()  # every source message, once
+    assert sum(destination[("INBOX",)].values()) == sum(source[("INBOX",)].values()) + len(delivered)  # untouched
 
 
 def test_a_duplicate_is_not_mistaken_for_its_copied_twin_when_a_split_copy_resumes(src, dst):
