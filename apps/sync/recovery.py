@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from rq.queue import Queue
 
 from apps.sync import services
 from apps.sync.models import JobEvent, JobStatus, SyncJob
@@ -39,6 +40,11 @@ def _delivery_alive(connection, rq_job_id: str, now: datetime.datetime) -> bool:
     except NoSuchJobError:
         return False
     status = delivery.get_status(refresh=False)
+    if status == "queued":
+        # RQ takes a delivery off its queue, then marks it started: a worker killed in between
+        # leaves it "queued" on no queue, where no worker will ever find it. (One taken a moment
+        # ago and about to start is delivered twice at worst; only one delivery can claim the job.)
+        return connection.lpos(Queue.redis_queue_namespace_prefix + delivery.origin, rq_job_id) is not None
     if status == "started":
         # A worker claims its job the moment it starts it. Started long ago while the job is
         # still queued in the database: the worker died (kill -9) between taking the delivery

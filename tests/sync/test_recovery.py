@@ -95,6 +95,28 @@ def test_runs_killed_while_copying_do_not_count_toward_the_limit(running_job, se
     assert (job.status, job.error_code, job.attempts) == (JobStatus.FAILED, "worker_lost", 5)
 
 
+def test_a_delivery_taken_off_the_queue_by_a_worker_killed_before_starting_it_is_enqueued_again(
+    make_account, redis_connection
+):
+    # RQ takes the delivery off the queue, then marks it started: a worker killed in between
+    # leaves it "queued" in Redis yet on no queue, where no worker will ever find it.
+    job = services.job_create(source=make_account("g@example.org"), destination=make_account("h@example.net"))
+    queue = django_rq.get_queue(settings.COPY_QUEUE)
+    delivery, _queue = queue.dequeue_any([queue], None, connection=redis_connection)
+    assert delivery.get_status() == "queued" and queue.job_ids == []
+    later = timezone.now() + datetime.timedelta(minutes=5)
+    assert recover_jobs(now=later).requeued_lost_deliveries == [job.pk]
+    job.refresh_from_db()
+    assert queue.job_ids == [job.rq_job_id] and job.rq_job_id != delivery.id
+
+
+def test_a_queued_delivery_still_on_its_queue_is_left_alone(make_account, redis_connection):
+    job = services.job_create(source=make_account("i@example.org"), destination=make_account("j@example.net"))
+    later = timezone.now() + datetime.timedelta(minutes=5)
+    assert recover_jobs(now=later).requeued_lost_deliveries == []
+    assert django_rq.get_queue(settings.COPY_QUEUE).job_ids == [SyncJob.objects.get(pk=job.pk).rq_job_id]
+
+
 def test_a_queued_job_whose_worker_died_before_claiming_it_is_enqueued_again(make_account, redis_connection):
     from rq import Worker
 
