@@ -62,7 +62,7 @@ class FolderProgressCheckpoints:
                 columns[column] += checkpoint.past_checkpoint.get(kind, 0)
         columns["extra"] = values
         # One UPDATE (the row exists from the folder's first save on): a checkpoint is saved
-        # before and after every batch, and update_or_create() would add a SELECT … FOR UPDATE.
+        # before every batch, and update_or_create() would add a SELECT … FOR UPDATE each time.
         updated = FolderProgress.objects.filter(job_id=self.job_id, source_name=checkpoint.source_name).update(
             **columns, updated_at=timezone.now()
         )

@@ -406,13 +406,11 @@ class Session:
         trip): Dovecot re-syncs a selected mailbox after every APPEND into it, a fifth of its
         work in a copy.  Never CLOSE instead: it would expunge the folder's deleted messages."""
         select = b"SELECT " + quote(mailbox)
-        if self.has("UNSELECT"):
-            done, _unselected = self.pipeline([select, b"UNSELECT"])
-        else:
-            done = self.command(select)
+        unselect = self.has("UNSELECT")
+        done = self.pipeline([select, b"UNSELECT"])[0] if unselect else self.command(select)
         self.check(done, "SELECT")
         state = MailboxState.parse(done.untagged)
-        self.selected_exists = 0 if self.has("UNSELECT") else state.exists
+        self.selected_exists = 0 if unselect else state.exists
         return state.permanent_flags
 
     def answer_guard(self, expected: int):

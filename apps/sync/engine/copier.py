@@ -359,8 +359,7 @@ class _CopyRun:
                 self._sessions.extend(pair)
         # All at once: a dozen connections to a server that stopped answering would otherwise each
         # wait for their LOGOUT in turn, and the job would look dead meanwhile.
-        sessions = list({id(s): s for s in self._sessions}.values())  # a pair in use is listed twice
-        self._sessions = []
+        sessions, self._sessions = list(self._sessions), []
         if len(sessions) <= 1:
             for session in sessions:
                 session.close()
@@ -679,9 +678,8 @@ class _CopyRun:
                 opened, error, finished = opener.progress()
                 for pair in opened[taken:]:
                     taken += 1
-                    self._sessions.extend(pair)
-                    # A pair opened once every folder is taken, or beyond what this run can use,
-                    # is left idle: _close_all logs it out with the others.
+                    # The opener keeps every pair it opened for _close_all; one opened once every
+                    # folder is taken, or beyond what this run can use, is left idle until then.
                     if len(threads) <= wanted and not todo.empty() and not self._stop.is_set():
                         start(pair)
                 if finished:
@@ -994,20 +992,16 @@ class _PairOpener:
             thread.start()
 
     def _open_pair(self) -> None:
+        extra_src = None
         try:
-            try:
-                extra_src = connect(self._source, "source")
-            except EngineError as exc:
-                with self._lock:
-                    self.error = self.error or exc
-                return
-            try:
-                extra_dst = connect(self._destination, "destination")
-            except EngineError as exc:
+            extra_src = connect(self._source, "source")
+            extra_dst = connect(self._destination, "destination")
+        except EngineError as exc:
+            if extra_src is not None:
                 extra_src.close()
-                with self._lock:
-                    self.error = self.error or exc
-                return
+            with self._lock:
+                self.error = self.error or exc
+        else:
             with self._lock:
                 self.opened.append((extra_src, extra_dst))
         finally:
