@@ -568,3 +568,28 @@ def unquote(value: bytes) -> bytes:
     if value.startswith(b'"') and value.endswith(b'"'):
         return re.sub(rb"\\(.)", rb"\1", value[1:-1])
     return value
+
+
+def uid_set(uids: list[int]) -> bytes:
+    """Compress sorted UIDs into an IMAP sequence set: 1:5,7,9:12."""
+    parts = []
+    start = prev = uids[0]
+    for uid in uids[1:]:
+        if uid == prev + 1:
+            prev = uid
+            continue
+        parts.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
+        start = prev = uid
+    parts.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
+    return b",".join(parts)
+
+
+def expand_uid_set(text: bytes) -> list[int]:
+    out = []
+    for part in text.split(b","):
+        if b":" in part:
+            a, b = (int(x) for x in part.split(b":"))
+            out.extend(range(min(a, b), max(a, b) + 1))
+        elif part.strip():
+            out.append(int(part))
+    return out

@@ -9,13 +9,13 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .checkpoints import CheckpointStore
 from .connection import LOGOUT_SECONDS, MailboxState, Session, connect, quote
 from .errors import Cancelled, EngineError, ErrorCode, TransientError
+from .fingerprint import fetch_fingerprints
 from .folders import FolderPlan, Listing, encode_name, list_folders, plan_folders, safe_part
 from .model import (
     CopyOptions,
@@ -42,7 +42,6 @@ from .pipeline import (
     Segment,
     Skip,
     _Stopped,
-    fetch_fingerprints,
     fetch_sizes,
     header_summary,
 )
@@ -545,8 +544,7 @@ class _CopyRun:
                 # An APPEND was sent but not confirmed: what landed is at UIDs >= dest_uidnext.
                 if not examined:
                     dst.select(plan.dest_raw, readonly=True)
-                present = fetch_fingerprints(dst, None, ck.dest_uidnext)
-                task.present = Counter(fp for _, fp in present)
+                task.present = [fp for _, fp in fetch_fingerprints(dst, None, ck.dest_uidnext)]
                 task.reconcile_upto = ck.pending_uid
                 task.reconcile_from = ck.last_uid if ck.dest_mark_uid is None else ck.dest_mark_uid
             else:
@@ -569,8 +567,7 @@ class _CopyRun:
                 # No usable checkpoint but mail already there: recognise it, copy only the rest.
                 if not examined:
                     dst.select(plan.dest_raw, readonly=True)
-                present = fetch_fingerprints(dst, None, 1)
-                task.present = Counter(fp for _, fp in present)
+                task.present = [fp for _, fp in fetch_fingerprints(dst, None, 1)]
                 ck.dest_uidnext = 1
                 ck.pending_uid = max(st.get("UIDNEXT", 1) - 1, 1)
             else:

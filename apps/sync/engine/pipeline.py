@@ -8,14 +8,13 @@ import queue
 import re
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import default as email_policy
 
-from .connection import Response, Session, quote
+from .connection import Response, Session, expand_uid_set, quote, uid_set
 from .errors import EngineError, ErrorCode, TransientError
-from .fingerprint import FINGERPRINT_FETCH, Fingerprint, fingerprint, match_present
+from .fingerprint import Fingerprint, fetch_fingerprints, match_present, set_aside
 from .folders import FolderPlan
 from .model import FolderCheckpoint
 
@@ -76,7 +75,7 @@ class FolderTask:
     start_uid: int  # first source UID to consider
     # Reconciliation: destination fingerprints that may already be copies of source messages
     # with UIDs in [start_uid, reconcile_upto] (None = all of them).
-    present: Counter | None = None
+    present: list[Fingerprint] | None = None
     reconcile_upto: int | None = None
     # Copies of source UIDs in (reconcile_from, start_uid) are among `present` too: they are known
     # to be there, so they must not stand in for a duplicate of theirs that is not.
@@ -191,31 +190,6 @@ class _Stopped(Exception):
     pass
 
 
-def uid_set(uids: list[int]) -> bytes:
-    """Compress sorted UIDs into an IMAP sequence set: 1:5,7,9:12."""
-    parts = []
-    start = prev = uids[0]
-    for uid in uids[1:]:
-        if uid == prev + 1:
-            prev = uid
-            continue
-        parts.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
-        start = prev = uid
-    parts.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
-    return b",".join(parts)
-
-
-def expand_uid_set(text: bytes) -> list[int]:
-    out = []
-    for part in text.split(b","):
-        if b":" in part:
-            a, b = (int(x) for x in part.split(b":"))
-            out.extend(range(min(a, b), max(a, b) + 1))
-        elif part.strip():
-            out.append(int(part))
-    return out
-
-
 def fetch_sizes(session: Session, start_uid: int) -> list[tuple[int, int]]:
     """(uid, size) of every message with UID >= start_uid, in UID order."""
     found: list[tuple[int, int]] = []
@@ -232,33 +206,6 @@ def fetch_sizes(session: Session, start_uid: int) -> list[tuple[int, int]]:
     session.check(done, "FETCH")
     found.sort()
     return found
-
-
-def fetch_fingerprints(
-    session: Session, uids: list[int] | None, from_uid: int = 1, upto: int | None = None
-) -> list[tuple[int, Fingerprint]]:
-    """Fingerprints of the given UIDs (None: every message with UID >= from_uid, up to `upto`)."""
-    out: list[tuple[int, Fingerprint]] = []
-    tick = session.answer_guard(session.selected_exists)
-
-    def collect(resp: Response) -> None:
-        tick()
-        if _FETCH_START.match(resp.text) and resp.literals:
-            uid, size, date = _UID.search(resp.text), _SIZE.search(resp.text), _DATE.search(resp.text)
-            if uid and size and date and int(uid.group(1)) >= from_uid:
-                fp = fingerprint(int(size.group(1)), date.group(1).decode(), resp.literals[0])
-                out.append((int(uid.group(1)), fp))
-
-    if uids == []:
-        return out
-    if uids is None:
-        uidset = b"%d:*" % from_uid if upto is None else b"%d:%d" % (from_uid, upto)
-    else:
-        uidset = uid_set(uids)
-    done = session.command(b"UID FETCH " + uidset + b" " + FINGERPRINT_FETCH, collect)
-    session.check(done, "FETCH")
-    out.sort()
-    return out
 
 
 def fetch_summary(session: Session, uid: int) -> tuple[str | None, str | None]:
@@ -365,8 +312,7 @@ class Reader(threading.Thread):
             present = task.present
             known = task.reconcile_from
             if candidates and known is not None and known + 1 < task.start_uid:
-                confirmed = fetch_fingerprints(s, None, known + 1, task.start_uid - 1)
-                present = present - Counter(fp for _, fp in confirmed)
+                present = set_aside(present, fetch_fingerprints(s, None, known + 1, task.start_uid - 1))
             matched, _ = match_present(fetch_fingerprints(s, candidates), present)
             if matched:
                 self._put(AlreadyPresent(task, [(uid, size) for uid, size in sizes if uid in matched]))
