@@ -418,6 +418,13 @@ class _CopyRun:
                     self._create(dst, plan, dest_listing)
         self.active = [p.source.name for p in plans]
         self.totals = _Totals(folders_total=len(plans))
+        # The destination folders' state in one round trip (not one SELECT per folder): a folder
+        # the checkpoint calls done is skipped only if the destination still holds that folder.
+        dest_statuses = (
+            dst.status([p.dest_raw for p in plans if p.dest_exists], b"MESSAGES UIDNEXT UIDVALIDITY")
+            if not self.options.dry_run
+            else {}
+        )
         to_prepare: list[tuple[FolderPlan, FolderCheckpoint, dict]] = []
         for plan in plans:
             st = statuses.get(plan.source.raw, {})
@@ -439,6 +446,7 @@ class _CopyRun:
                 and ck.source_uidnext == st.get("UIDNEXT")
                 and ck.pending_uid <= ck.last_uid
                 and not plan.created
+                and (self.options.dry_run or _same_folder(ck, dest_statuses.get(plan.dest_raw, {})))
             )
             if unchanged:
                 continue
@@ -450,8 +458,6 @@ class _CopyRun:
                 )  # fmt: skip
                 continue
             to_prepare.append((plan, ck, st))
-        # The destination folders' state in one round trip (not one SELECT per folder).
-        dest_statuses = dst.status([plan.dest_raw for plan, _, _ in to_prepare], b"MESSAGES UIDNEXT UIDVALIDITY")
         tasks = [self._prepare(dst, plan, ck, st, dest_statuses.get(plan.dest_raw, {})) for plan, ck, st in to_prepare]
         self.progress(force=True)
         if tasks:
@@ -460,15 +466,21 @@ class _CopyRun:
         self.check_cancel()
 
     def _apply_previous_names(self, plans: list[FolderPlan], dest: Listing) -> None:
-        """Keep writing where the previous run wrote (e.g. a folder renamed then)."""
+        """Keep writing where the previous run wrote (a folder renamed then because the destination
+        refused its name), but only where the destination agrees: the folder is still there.  A
+        destination that moved to another server, or changed its separator or namespace, gets the
+        mapping planned afresh from what it shows now (the old name would be a flattened one)."""
         names = {f.name: f for f in dest.folders}
         for plan in plans:
             ck = self.checkpoints.get(plan.source.name)
             if ck and ck.destination_name and ck.destination_name != plan.dest_name:
                 found = names.get(ck.destination_name)
-                plan.dest_name = ck.destination_name
-                plan.dest_raw = found.raw if found else encode_name(ck.destination_name)
-                plan.dest_exists = found is not None and found.selectable
+                if found is not None and found.selectable:
+                    plan.dest_name, plan.dest_raw, plan.dest_exists = found.name, found.raw, True
+                else:
+                    self.event("folder_remapped", plan.source.name, before=ck.destination_name, to=plan.dest_name)
+                    # Nothing known of the new folder: whatever it holds is recognised, not trusted.
+                    ck.dest_uidvalidity = None
             if plan.renamed:
                 self.renamed[plan.source.name] = plan.dest_name
 
@@ -528,7 +540,7 @@ class _CopyRun:
             self._holds.pop(ck.source_name, None)
         task.size_hint = st.get("SIZE") or st.get("MESSAGES", 0)
         source_same = ck.uidvalidity == st["UIDVALIDITY"]
-        dest_same = ck.dest_uidvalidity == dstate.uidvalidity
+        dest_same = _same_folder(ck, {"UIDVALIDITY": dstate.uidvalidity, "UIDNEXT": dstate.uidnext})
         if source_same and dest_same:
             task.start_uid = ck.last_uid + 1
             window_open = ck.pending_uid > ck.last_uid
@@ -1015,6 +1027,16 @@ class _PairOpener:
         for thread in self._threads:
             thread.join()
         return self.opened, self.error
+
+
+def _same_folder(ck: FolderCheckpoint, dest_status: dict) -> bool:
+    """Whether the destination folder is still the one the checkpoint knows: same UIDVALIDITY,
+    and a UIDNEXT that has not gone back (it never does in one folder; a new server's folder
+    created in the same second can share a time-based UIDVALIDITY)."""
+    if ck.dest_uidvalidity is None or ck.dest_uidvalidity != dest_status.get("UIDVALIDITY"):
+        return False
+    uidnext = dest_status.get("UIDNEXT")
+    return ck.dest_uidnext is None or uidnext is None or uidnext >= ck.dest_uidnext
 
 
 def _flag_filter(permanent_flags: list[str] | None) -> Callable[[bytes], bool]:
