@@ -133,7 +133,6 @@ def _endpoint_error(exc: Exception, side: str) -> engine.CopyResult:
         messages_failed=0,
         bytes_copied=0,
         seconds=0.0,
-        skipped=[],
         renamed_folders={},
         dropped_keywords=[],
     )

@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             f"failed {result.messages_failed}"
             + (f"; error {result.error_code} ({result.error_side}): {result.error_detail}" if result.error_code else "")
         )
+    if result.status == "finished" and not result.exact:
+        return 1  # copied, but not exactly: stored without some flags, or changed by the destination
     return {"finished": 0, "finished_with_errors": 1, "cancelled": 3}.get(result.status, 2)
 
 

@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .archive import find_archived
 from .checkpoints import CheckpointStore
 from .connection import LOGOUT_SECONDS, MailboxState, Session, connect, quote
 from .errors import Cancelled, EngineError, ErrorCode, TransientError
 from .fingerprint import fetch_fingerprints
-from .folders import FolderPlan, Listing, encode_name, list_folders, plan_folders, safe_part
+from .folders import FolderPlan, Listing, encode_name, list_folders, plan_archive, plan_folders, safe_part
 from .model import (
     CopyOptions,
     CopyResult,
@@ -36,6 +37,7 @@ from .pipeline import (
     FolderEnd,
     FolderSplit,
     FolderTask,
+    Message,
     RateLimiter,
     Reader,
     ReaderFailed,
@@ -132,10 +134,12 @@ class _CopyRun:
         self.checkpoints: dict[str, FolderCheckpoint] = {}
         self.active: list[str] = []  # source names of the folders in this copy
         self.totals = _Totals()
-        self.skipped: list[SkippedMessage] = []
+        self.not_copied: list[SkippedMessage] = []
+        self.altered: list[SkippedMessage] = []
         self.renamed: dict[str, str] = {}
         self.refused_folders: dict[str, str] = {}  # source folder -> why it cannot be copied
         self.dropped_keywords: set[str] = set()
+        self.archive: dict = {}  # where All Mail's archived messages go, and how many there are
         self.failed_this_run = 0
         self.copied_this_run = 0
         self.bytes_this_run = 0
@@ -257,7 +261,7 @@ class _CopyRun:
             failures = 0
             while True:
                 self.check_cancel()
-                before = self.copied_this_run + len(self.skipped) + self.failed_this_run
+                before = self.copied_this_run + len(self.not_copied) + self.failed_this_run
                 try:
                     self._attempt()
                     break
@@ -267,7 +271,7 @@ class _CopyRun:
                         self._careful_appends = True
                     if not self._connected_once:
                         raise  # a server that cannot be reached at all: report it now
-                    if self.copied_this_run + len(self.skipped) + self.failed_this_run > before:
+                    if self.copied_this_run + len(self.not_copied) + self.failed_this_run > before:
                         failures = 0
                     failures += 1
                     if failures >= MAX_ATTEMPTS:
@@ -285,7 +289,7 @@ class _CopyRun:
                     )
                     log.info("retrying after %s (%s side), attempt %d", exc.detail, exc.side, failures)
                     self._sleep(delay)
-            if self.failed_this_run or self.skipped or self.refused_folders:
+            if self.failed_this_run or self.not_copied or self.refused_folders:
                 status = "finished_with_errors"
         except Cancelled:
             status, code = "cancelled", ErrorCode.CANCELLED
@@ -301,6 +305,15 @@ class _CopyRun:
         self.current_folder = None
         self.progress(force=True)
         snap = self.snapshot()
+        inexact = self._inexact()
+        archived = dict(self.archive)
+        if archived:
+            archive_ck = next((c for c in self.checkpoints.values() if c.destination_name == archived["folder"]), None)
+            archived["copied"] = archive_ck.messages_copied if archive_ck is not None else 0
+        self.event(
+            "summary", None, not_copied=len(self.not_copied), flags_dropped=inexact["flags_dropped"],
+            altered=inexact["altered"], archived=archived,
+        )  # fmt: skip
         return CopyResult(
             status=status,
             error_code=code,
@@ -314,12 +327,21 @@ class _CopyRun:
             messages_failed=snap.messages_failed,
             bytes_copied=snap.bytes_copied,
             seconds=round(time.monotonic() - started, 3),
-            skipped=self.skipped,
+            not_copied=self.not_copied,
             renamed_folders=self.renamed,
             dropped_keywords=sorted(self.dropped_keywords),
+            flags_dropped=inexact["flags_dropped"],
+            altered=self.altered,
+            altered_total=inexact["altered"],
+            archived=archived,
             copied_this_run=self.copied_this_run,
             bytes_this_run=self.bytes_this_run,
         )
+
+    def _inexact(self) -> dict[str, int]:
+        with self._counter_lock:
+            cks = [self.checkpoints[name] for name in self.active if name in self.checkpoints]
+            return {"flags_dropped": sum(c.flags_dropped for c in cks), "altered": sum(c.altered for c in cks)}
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -391,6 +413,12 @@ class _CopyRun:
                 self.event("folder_refused", folder.name, side="source", reason=folder.refused)
         dest_listing = list_folders(dst)
         plans = plan_folders(source_listing, dest_listing, self.options.skip_gmail_virtual_folders)
+        if self.options.skip_gmail_virtual_folders and not self.options.copy_all_mail_as_folder:
+            archive = plan_archive(source_listing, dest_listing)
+            if archive is not None:
+                plans.append(archive)
+        elif self.options.copy_all_mail_as_folder:
+            plans = plan_folders(source_listing, dest_listing, skip_gmail_virtual=True, keep_all_mail=True)
         self._apply_previous_names(plans, dest_listing)
         missing: list[FolderPlan] = []
         create_tags: list[bytes] = []
@@ -426,29 +454,30 @@ class _CopyRun:
             else {}
         )
         to_prepare: list[tuple[FolderPlan, FolderCheckpoint, dict]] = []
+        archived: dict[str, set[int]] = {}
         for plan in plans:
             st = statuses.get(plan.source.raw, {})
-            self.totals.messages_total += st.get("MESSAGES", 0)
-            self.totals.bytes_total += st.get("SIZE", 0)
             ck = self.checkpoints.get(plan.source.name)
             if ck is None:
                 ck = self.checkpoints[plan.source.name] = FolderCheckpoint(plan.source.name)
             ck.destination_name = plan.dest_name
-            ck.messages_total = st.get("MESSAGES", 0)
+            if plan.archive and "UIDVALIDITY" in st:
+                # Only All Mail's archived messages are copied: they are the folder's total.
+                if not self._unchanged(ck, st, plan, dest_statuses):
+                    found = self._find_archived(src, plan, plans)
+                    archived[plan.source.name] = found
+                    ck.messages_total = len(found)
+                self.archive = {"folder": plan.dest_name, "found": ck.messages_total}
+            else:
+                ck.messages_total = st.get("MESSAGES", 0)
+                self.totals.bytes_total += st.get("SIZE", 0)
+            self.totals.messages_total += ck.messages_total
             if "UIDVALIDITY" not in st:
                 # Deleted or made unreadable since LIST: report it, copy the rest.
                 self.event("error", plan.source.name, code=ErrorCode.PROTOCOL_ERROR.value, side="source",
                            detail="the folder could not be opened (STATUS failed)")  # fmt: skip
                 continue
-            unchanged = (
-                ck.done
-                and ck.uidvalidity == st["UIDVALIDITY"]
-                and ck.source_uidnext == st.get("UIDNEXT")
-                and ck.pending_uid <= ck.last_uid
-                and not plan.created
-                and (self.options.dry_run or _same_folder(ck, dest_statuses.get(plan.dest_raw, {})))
-            )
-            if unchanged:
+            if self._unchanged(ck, st, plan, dest_statuses):
                 continue
             ck.done = False
             if self.options.dry_run:
@@ -459,11 +488,37 @@ class _CopyRun:
                 continue
             to_prepare.append((plan, ck, st))
         tasks = [self._prepare(dst, plan, ck, st, dest_statuses.get(plan.dest_raw, {})) for plan, ck, st in to_prepare]
+        for task in tasks:
+            if task.plan.archive:
+                task.only_uids = archived.get(task.plan.source.name, set())
+                task.size_hint = len(task.only_uids)
         self.progress(force=True)
         if tasks:
             tasks = self._split_big_folders(src, tasks)
             self._pipeline(src, dst, tasks)
         self.check_cancel()
+
+    def _unchanged(self, ck: FolderCheckpoint, st: dict, plan: FolderPlan, dest_statuses: dict) -> bool:
+        """Nothing to do in this folder: done, nothing new on the source, the destination folder
+        still the one the checkpoint knows."""
+        return (
+            ck.done
+            and ck.uidvalidity == st.get("UIDVALIDITY")
+            and ck.source_uidnext == st.get("UIDNEXT")
+            and ck.pending_uid <= ck.last_uid
+            and not plan.created
+            and (self.options.dry_run or _same_folder(ck, dest_statuses.get(plan.dest_raw, {})))
+        )
+
+    def _find_archived(self, src: Session, plan: FolderPlan, plans: list[FolderPlan]) -> set[int]:
+        """All Mail's messages that none of the folders copied holds (Gmail's archived mail)."""
+        labels = [p.source for p in plans if not p.archive]
+        found = find_archived(src, plan.source, labels, self.check_cancel)
+        self.event(
+            "archived_found", plan.source.name, messages=len(found.uids), destination=plan.dest_name,
+            method=found.method,
+        )  # fmt: skip
+        return found.uids
 
     def _apply_previous_names(self, plans: list[FolderPlan], dest: Listing) -> None:
         """Keep writing where the previous run wrote (a folder renamed then because the destination
@@ -575,6 +630,7 @@ class _CopyRun:
             ck.dest_uidvalidity = dstate.uidvalidity
             ck.last_uid = 0
             ck.messages_copied = ck.messages_skipped = ck.messages_failed = ck.bytes_copied = 0
+            ck.flags_dropped = ck.altered = 0
             if dstate.exists:
                 # No usable checkpoint but mail already there: recognise it, copy only the rest.
                 if not examined:
@@ -606,6 +662,8 @@ class _CopyRun:
                 continue
             src.select(task.plan.source.raw, readonly=True)
             sizes = fetch_sizes(src, task.start_uid)
+            if task.only_uids is not None:
+                sizes = [(uid, size) for uid, size in sizes if uid in task.only_uids]
             pieces = min(8, max(1, round(sum(size for _, size in sizes) / target)))
             if pieces < 2 or len(sizes) < 2 * pieces:
                 out.append(task)
@@ -904,14 +962,30 @@ class _CopyRun:
             self._record_skip(Skip(task, msg.uid, len(msg.body), "rejected_too_large", *header_summary(msg.body)))
         for msg, reason in outcome.failed:
             date, subject = header_summary(msg.body)
+            folder = task.plan.source.name
+            with self._counter_lock:
+                first = (folder, msg.uid) not in self._skipped_seen
+                self._skipped_seen.add((folder, msg.uid))
+            if first:  # met again by a retry within this run: reported once
+                self.not_copied.append(SkippedMessage(folder, msg.uid, date, subject, len(msg.body), "refused", reason))
             self.event(
-                "message_failed",
-                task.plan.source.name,
-                uid=msg.uid,
-                date=date,
-                subject=subject,
-                size=len(msg.body),
-                reason=reason,
+                "message_failed", folder, uid=msg.uid, date=date, subject=subject, size=len(msg.body), reason=reason
+            )
+        if outcome.flags_dropped:
+            with self._counter_lock:
+                ck.flags_dropped += len(outcome.flags_dropped)
+        if outcome.altered:
+            self._record_altered(task, outcome.altered)
+
+    def _record_altered(self, task: FolderTask, altered: list[tuple[Message, str]]) -> None:
+        folder = task.plan.source.name
+        with self._counter_lock:
+            task.checkpoint.altered += len(altered)
+        for msg, reason in altered:
+            date, subject = header_summary(msg.body)
+            self.altered.append(SkippedMessage(folder, msg.uid, date, subject, len(msg.body), reason))
+            self.event(
+                "message_altered", folder, uid=msg.uid, date=date, subject=subject, size=len(msg.body), reason=reason
             )
 
     def _learn_flags(self, dst: Session, plan: FolderPlan) -> None:
@@ -935,7 +1009,7 @@ class _CopyRun:
             if (folder, item.uid) in self._skipped_seen:
                 return  # met again by a retry within this run: reported once
             self._skipped_seen.add((folder, item.uid))
-        self.skipped.append(SkippedMessage(folder, item.uid, item.date, item.subject, item.size, item.reason))
+        self.not_copied.append(SkippedMessage(folder, item.uid, item.date, item.subject, item.size, item.reason))
         self.event(
             "message_skipped",
             folder,

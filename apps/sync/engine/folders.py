@@ -141,6 +141,8 @@ class FolderPlan:
     dest_exists: bool
     renamed: bool = False  # dest name differs from the plain translation of the source name
     created: bool = False  # created by this run (so it cannot hold earlier copies)
+    # Gmail's All Mail read for its archived messages only (those in no other folder copied).
+    archive: bool = False
     keep_flag: Callable[[bytes], bool] = field(default=lambda flag: True, repr=False)
 
 
@@ -311,8 +313,11 @@ def dest_name_for(path: tuple[str, ...], dest: Listing) -> tuple[str, bool]:
     return dest.namespace.prefix + sep.join(parts), changed
 
 
-def plan_folders(source: Listing, dest: Listing, skip_gmail_virtual: bool) -> list[FolderPlan]:
-    """Map every selectable source folder to its destination name."""
+def plan_folders(
+    source: Listing, dest: Listing, skip_gmail_virtual: bool, keep_all_mail: bool = False
+) -> list[FolderPlan]:
+    """Map every selectable source folder to its destination name (Gmail's virtual folders left
+    out if asked, All Mail kept as a folder of its own if asked)."""
     role_paths = {}  # source path prefix -> destination path prefix, for special folders
     for role, sfolder in source.by_role.items():
         if role in VIRTUAL_ROLES:
@@ -326,7 +331,7 @@ def plan_folders(source: Listing, dest: Listing, skip_gmail_virtual: bool) -> li
     for folder in source.folders:
         if not folder.selectable:
             continue
-        if skip_gmail_virtual and is_gmail_virtual(folder):
+        if skip_gmail_virtual and is_gmail_virtual(folder) and not (keep_all_mail and folder.role == "all"):
             continue
         path = folder.path
         for k in range(len(path), 0, -1):
@@ -345,3 +350,19 @@ def plan_folders(source: Listing, dest: Listing, skip_gmail_virtual: bool) -> li
             )
         )
     return plans
+
+
+def plan_archive(source: Listing, dest: Listing) -> FolderPlan | None:
+    """Where the archived messages of the source's All Mail go: the destination's \\Archive
+    folder, else a folder named Archive (created if missing).  None without an All Mail."""
+    all_mail = source.by_role.get("all")
+    if all_mail is None or not all_mail.selectable:
+        return None
+    target = dest.by_role.get("archive")
+    if target is not None:
+        return FolderPlan(all_mail, target.name, target.raw, target.selectable, archive=True)
+    name, _ = dest_name_for((DEFAULT_NAMES["archive"],), dest)
+    found = next((f for f in dest.folders if f.name == name), None)
+    return FolderPlan(
+        all_mail, name, found.raw if found else encode_name(name), found is not None and found.selectable, archive=True
+    )

@@ -42,6 +42,10 @@ class Endpoint:
 class CopyOptions:
     dry_run: bool = False
     skip_gmail_virtual_folders: bool = True
+    # Gmail's All Mail: by default only its archived messages (in no other folder) are copied, into
+    # the destination's Archive folder; staff may have it copied whole, as a folder of its own
+    # (every labelled message then arrives twice: in its label's folder and in All Mail).
+    copy_all_mail_as_folder: bool = False
     max_message_bytes: int | None = None
     error_budget: int = 100
     batch_bytes: int = 2 * 1024 * 1024
@@ -77,6 +81,10 @@ class FolderCheckpoint:
     # Work done past last_uid ("copied", "bytes", "skipped", "failed"), for display: not part of
     # the counters above, since the next run meets that work again and counts it then.
     past_checkpoint: dict[str, int] = field(default_factory=dict)
+    # Messages copied inexactly: stored without some of their keywords or flags (the destination
+    # cannot keep them), or changed by the destination (it rewrote their headers).
+    flags_dropped: int = 0
+    altered: int = 0
 
 
 @dataclass
@@ -106,7 +114,8 @@ class SkippedMessage:
     date: str | None
     subject: str | None
     size: int
-    reason: str
+    reason: str  # too_large, rejected_too_large, refused; headers_rewritten, body_rewritten (altered)
+    detail: str = ""  # the destination's own words, where it gave any
 
 
 @dataclass
@@ -123,9 +132,22 @@ class CopyResult:
     messages_failed: int
     bytes_copied: int
     seconds: float
-    skipped: list[SkippedMessage] = field(default_factory=list)
+    # Every message this run left behind (skipped for its size, refused by the destination).
+    not_copied: list[SkippedMessage] = field(default_factory=list)
     renamed_folders: dict[str, str] = field(default_factory=dict)
     dropped_keywords: list[str] = field(default_factory=list)
+    # Copied, but not exactly: counts over the whole job, and the messages the destination changed.
+    flags_dropped: int = 0
+    altered: list[SkippedMessage] = field(default_factory=list)
+    altered_total: int = 0
+    # Gmail's archived mail: {"folder": destination, "found": n, "copied": n}; {} without All Mail.
+    archived: dict = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        """Everything arrived, byte for byte, with its flags."""
+        return self.status == "finished" and not (self.not_copied or self.flags_dropped or self.altered_total)
+
     # Work done by this run alone (the counters above are cumulative over the checkpoints).
     copied_this_run: int = 0
     bytes_this_run: int = 0

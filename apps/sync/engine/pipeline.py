@@ -14,7 +14,7 @@ from email.policy import default as email_policy
 
 from .connection import Response, Session, expand_uid_set, quote, uid_set
 from .errors import EngineError, ErrorCode, TransientError
-from .fingerprint import Fingerprint, fetch_fingerprints, match_present, set_aside
+from .fingerprint import Fingerprint, fetch_fingerprints, internaldate_epoch, match_present, set_aside
 from .folders import FolderPlan
 from .model import FolderCheckpoint
 
@@ -81,6 +81,8 @@ class FolderTask:
     # to be there, so they must not stand in for a duplicate of theirs that is not.
     reconcile_from: int | None = None
     size_hint: int = 0  # bytes (or messages) to copy, to hand out the biggest folders first
+    # Gmail's All Mail: copy these UIDs only (its archived messages); None: every message.
+    only_uids: set[int] | None = None
     segment: Segment | None = None  # set when a big folder is split between pipelines
     split: FolderSplit | None = None
 
@@ -306,6 +308,8 @@ class Reader(threading.Thread):
             sizes = task.segment.sizes
         else:
             sizes = fetch_sizes(s, task.start_uid) if state.exists else []
+            if task.only_uids is not None:
+                sizes = [(uid, size) for uid, size in sizes if uid in task.only_uids]
         if task.present:
             upto = task.reconcile_upto
             candidates = [uid for uid, _ in sizes if upto is None or uid <= upto]
@@ -379,6 +383,9 @@ class AppendOutcome:
     too_large: list[Message] = field(default_factory=list)
     failed: list[tuple[Message, str]] = field(default_factory=list)
     dropped_keywords: set[str] = field(default_factory=set)
+    flags_dropped: set[int] = field(default_factory=set)  # source UIDs stored without some flags
+    dest_uid_of: dict[int, int] = field(default_factory=dict)  # source UID -> destination UID (UIDPLUS)
+    altered: list[tuple[Message, str]] = field(default_factory=list)  # stored, but changed: why
 
 
 # A server that rejects a message in the middle of a LITERAL+ APPEND may read the rest of the
@@ -393,6 +400,16 @@ class AppendDesync(TransientError):
     """The server answered a MULTIAPPEND for fewer messages than were sent."""
 
 
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+
+
+def rewritable(body: bytes) -> bool:
+    """Whether servers are known to store this message differently from what they are given."""
+    header_end = body.find(b"\r\n\r\n")
+    header = body if header_end < 0 else body[:header_end]
+    return bool(_EIGHT_BIT.search(header)) or b"\0" in body or body.count(b"\n") != body.count(b"\r\n")
+
+
 def format_flags(flags: list[bytes]) -> bytes:
     return b"(" + b" ".join(flags) + b")"
 
@@ -405,6 +422,7 @@ class Appender:
         self.multiappend = session.has("MULTIAPPEND")
         self.literal_plus = session.has("LITERAL+")
         self.uidplus = session.has("UIDPLUS")
+        self.unselect = session.has("UNSELECT")
         limit = session.append_limit
         self.literal_plus_max = limit if limit else LITERAL_PLUS_MAX_UNANNOUNCED
         self.careful = careful  # after a desync: one message per APPEND, synchronizing literals
@@ -422,11 +440,15 @@ class Appender:
                     raise AppendDesync(ErrorCode.NETWORK_ERROR, "MULTIAPPEND answered partially", "destination")
                 outcome.appended.extend(m for m, _ in prepared)
                 outcome.dest_uids.extend(uids or [])
+                if uids is not None and len(uids) == len(prepared):
+                    outcome.dest_uid_of.update((m.uid, uid) for (m, _), uid in zip(prepared, uids, strict=True))
+                self._check_stored(mailbox, outcome)
                 return outcome
             self._raise_if_fatal(done)
             # One message spoilt the whole (atomic) batch: find it by appending one by one.
         for msg, flags in prepared:
             self._append_one(mailbox, msg, flags, outcome)
+        self._check_stored(mailbox, outcome)
         return outcome
 
     def _flags(self, msg: Message, keep_flag, outcome: AppendOutcome) -> list[bytes]:
@@ -436,6 +458,7 @@ class Appender:
                 kept.append(flag)
             else:
                 outcome.dropped_keywords.add(flag.decode("ascii", "replace"))
+                outcome.flags_dropped.add(msg.uid)
         return kept
 
     def _append_one(self, mailbox: bytes, msg: Message, flags: list[bytes], outcome: AppendOutcome) -> None:
@@ -447,11 +470,14 @@ class Appender:
             bad = keywords.pop(0)
             self.refused_keywords.add(bad)
             outcome.dropped_keywords.add(bad.decode("ascii", "replace"))
+            outcome.flags_dropped.add(msg.uid)
             flags = [f for f in flags if f != bad]
             done, uids = self._send(mailbox, [(msg, flags)])
         if done.ok:
             outcome.appended.append(msg)
             outcome.dest_uids.extend(uids or [])
+            if uids is not None and len(uids) == 1:
+                outcome.dest_uid_of[msg.uid] = uids[0]
             return
         self._raise_if_fatal(done)
         text = done.text.lower()
@@ -459,6 +485,45 @@ class Appender:
             outcome.too_large.append(msg)
         else:
             outcome.failed.append((msg, done.text[:200].decode("utf-8", "replace")))
+
+    def _check_stored(self, mailbox: bytes, outcome: AppendOutcome) -> None:
+        """Read back the messages a server is known to rewrite (8-bit header bytes, NUL, bare
+        line feeds: Cyrus replaces 8-bit header bytes by 'X', others normalise line ends) and
+        record those stored differently.  Only those: the others are stored as given by every
+        server we know, and reading every message back would halve the copy's speed."""
+        suspects = {
+            outcome.dest_uid_of[m.uid]: m
+            for m in outcome.appended
+            if m.uid in outcome.dest_uid_of and rewritable(m.body)
+        }
+        if not suspects:
+            return
+        s = self.session
+        if not s.command(b"EXAMINE " + quote(mailbox)).ok:
+            return
+        stored: dict[int, tuple[bytes, bytes]] = {}
+        tick = s.answer_guard(len(suspects))
+
+        def collect(resp: Response) -> None:
+            tick()
+            msg = parse_message(resp)
+            if msg is not None and msg.uid in suspects:
+                stored[msg.uid] = (msg.body, msg.internaldate)
+
+        s.command(b"UID FETCH " + uid_set(sorted(suspects)) + b" (UID INTERNALDATE BODY.PEEK[])", collect)
+        if self.unselect:
+            s.command(b"UNSELECT")
+        s.selected_exists = 0
+        for dest_uid, msg in suspects.items():
+            if dest_uid not in stored:
+                continue
+            body, internaldate = stored[dest_uid]
+            if body != msg.body:
+                header_end = msg.body.find(b"\r\n\r\n")
+                same_header = header_end >= 0 and body.startswith(msg.body[: header_end + 4])
+                outcome.altered.append((msg, "body_rewritten" if same_header else "headers_rewritten"))
+            elif internaldate_epoch(internaldate.decode()) != internaldate_epoch(msg.internaldate.decode()):
+                outcome.altered.append((msg, "date_changed"))
 
     def _raise_if_fatal(self, done) -> None:
         from .connection import is_throttled

@@ -151,7 +151,7 @@ def test_too_large_message_is_skipped_and_reported(src, limited_server):
     result, events = copy(src.endpoint(), dst.endpoint())
     assert result.status == "finished_with_errors"
     assert result.messages_copied == len(mails)
-    [skipped] = result.skipped
+    [skipped] = result.not_copied
     assert (skipped.folder, skipped.reason, skipped.size) == ("INBOX", "too_large", len(big.body))
     assert skipped.subject and "#999" in skipped.subject and skipped.date
     assert any(e.kind == "message_skipped" and e.detail["reason"] == "too_large" for e in events)
@@ -163,7 +163,7 @@ def test_max_message_bytes_option_skips_bigger_messages(src, dst):
     mail.upload(src.account, mails)
     result, _ = copy(src.endpoint(), dst.endpoint(), max_message_bytes=20_000)
     big = [m for m in mails if len(m.body) > 20_000]
-    assert big and len(result.skipped) == len(big)
+    assert big and len(result.not_copied) == len(big)
     assert result.messages_copied == len(mails) - len(big)
 
 
@@ -257,7 +257,7 @@ def test_unannounced_size_limit_never_lets_message_text_run_as_commands(src):
         mail.upload(src.account, [*small[:3], evil, *small[3:]])
         result, _ = copy(src.endpoint(), dst.endpoint())
         assert result.status == "finished_with_errors", result
-        assert [s.reason for s in result.skipped] == ["rejected_too_large"]
+        assert [s.reason for s in result.not_copied] == ["rejected_too_large"]
         assert result.messages_copied == len(small)
         with dst.account.client() as c:
             assert not [name for _, _, name in c.list_folders() if "Injected" in name]

@@ -236,17 +236,14 @@ class Command(BaseCommand):
             "messages_failed": result.messages_failed,
             "bytes_copied": result.bytes_copied,
             "seconds": round(seconds, 3),
-            "skipped": [
-                {
-                    "folder": s.folder,
-                    "uid": s.uid,
-                    "date": s.date,
-                    "subject": s.subject,
-                    "size": s.size,
-                    "reason": s.reason,
-                }
-                for s in result.skipped
-            ],
+            "not_copied": [_message_json(m) for m in result.not_copied],
+            "flags_dropped": result.flags_dropped,
+            "dropped_keywords": result.dropped_keywords,
+            "altered": result.altered_total,
+            "altered_messages": [_message_json(m) for m in result.altered],
+            "renamed_folders": result.renamed_folders,
+            "archived": result.archived,
+            "exact": result.exact,
         }
         if options["json"]:
             self.stdout.write(json.dumps(summary, ensure_ascii=False))
@@ -256,9 +253,24 @@ class Command(BaseCommand):
                 f"{result.messages_failed} failed, {result.bytes_copied / 1e6:.1f} MB in {seconds:.1f} s"
                 + (f" ({result.error_code}: {result.error_detail})" if result.error_code else "")
             )
+            for m in result.not_copied:
+                self.stderr.write(f"not copied: {m.folder} UID {m.uid} “{m.subject or ''}”: {m.reason} {m.detail}")
+            for m in result.altered:
+                self.stderr.write(f"changed by the destination: {m.folder} UID {m.uid} “{m.subject or ''}”: {m.reason}")
+            if result.flags_dropped:
+                self.stderr.write(
+                    f"{result.flags_dropped} messages stored without some of their flags or keywords "
+                    f"({', '.join(result.dropped_keywords)}): the destination cannot store them"
+                )
+            if result.archived:
+                self.stderr.write(
+                    f"{result.archived.get('found', 0)} archived messages (in All Mail only) "
+                    f"copied into {result.archived.get('folder')}"
+                )
         if result.status == "failed":
             sys.exit(EXIT_FATAL)
-        if result.status != "finished" or result.messages_skipped or result.messages_failed:
+        # Anything not copied exactly (left behind, stored without its flags, changed by the destination).
+        if not result.exact or result.messages_skipped or result.messages_failed:
             sys.exit(EXIT_INCOMPLETE)
 
     @method_decorator(sensitive_variables())
@@ -317,3 +329,15 @@ class Command(BaseCommand):
             )
         except services.JobAlreadyActive:
             raise FatalError("a synchronization job already exists for this source account") from None
+
+
+def _message_json(message) -> dict:
+    return {
+        "folder": message.folder,
+        "uid": message.uid,
+        "date": message.date,
+        "subject": message.subject,
+        "size": message.size,
+        "reason": message.reason,
+        "detail": message.detail,
+    }
