@@ -14,6 +14,8 @@ from django.conf import settings
 from portal.localredis import free_port, redis_answers, start_redis
 
 REPO = Path(__file__).resolve().parent.parent
+# Cyrus IMAP, the second server implementation the engine is tested against.
+pytest_plugins = ["tests.support.cyrus_fixtures"]
 _private_redis: subprocess.Popen | None = None
 
 

@@ -14,7 +14,14 @@ from email.policy import default as email_policy
 
 from .connection import Response, Session, expand_uid_set, quote, uid_set
 from .errors import EngineError, ErrorCode, TransientError
-from .fingerprint import Fingerprint, fetch_fingerprints, internaldate_epoch, match_present, set_aside
+from .fingerprint import (
+    Fingerprint,
+    fetch_fingerprints,
+    header_fields,
+    internaldate_epoch,
+    match_present,
+    set_aside,
+)
 from .folders import FolderPlan
 from .model import FolderCheckpoint
 
@@ -226,12 +233,18 @@ def fetch_summary(session: Session, uid: int) -> tuple[str | None, str | None]:
 
 def header_summary(header_block: bytes) -> tuple[str | None, str | None]:
     """(Date, Subject) decoded for humans; None where missing or unparseable."""
+    head = header_block[:65536]
+    end = head.find(b"\r\n\r\n")
+    head = head if end < 0 else head[: end + 4]
     try:
-        headers = BytesHeaderParser(policy=email_policy).parsebytes(header_block[:65536])
-        return (str(headers.get("Date", "")) or None, str(headers.get("Subject", "")) or None)
+        headers = BytesHeaderParser(policy=email_policy).parsebytes(head)
+        date, subject = str(headers.get("Date", "")) or None, str(headers.get("Subject", "")) or None
     except Exception:  # a broken header must not stop the copy; it is only for the report
         log.debug("unparseable header in skipped message")
-        return None, None
+        date = subject = None
+    # A malformed line (no colon) ends the header for the parser: what follows is still shown.
+    fields = header_fields(head)
+    return date or fields.get("date") or None, subject or fields.get("subject") or None
 
 
 def parse_message(resp: Response) -> Message | None:
