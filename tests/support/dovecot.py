@@ -35,6 +35,18 @@ from pathlib import Path
 DOVECOT_BINARY = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 
+# What the providers advertise after login, restricted to what Dovecot 2.3 implements.  Dovecot
+# still accepts every command it knows, advertised or not: put tests/support/imap_proxy.py in front
+# (Quirks(refuse_unadvertised=True)) to have unadvertised ones refused.
+GMAIL_CAPABILITY = (
+    "IMAP4rev1 UNSELECT IDLE NAMESPACE QUOTA ID CHILDREN UIDPLUS ENABLE MOVE CONDSTORE ESEARCH "
+    "LIST-EXTENDED LIST-STATUS LITERAL- SPECIAL-USE"
+)
+EXCHANGE_CAPABILITY = "IMAP4 IMAP4rev1 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+"
+YAHOO_CAPABILITY = "IMAP4rev1 ID MOVE NAMESPACE UIDPLUS LITERAL+ CHILDREN UNSELECT SPECIAL-USE"
+BARE_CAPABILITY = "IMAP4rev1"
+
+
 @dataclass(frozen=True)
 class Profile:
     """What kind of server to imitate."""
@@ -51,6 +63,14 @@ class Profile:
     fsync: str = "never"  # tests do not need durability; benchmarks use "optimized" (Dovecot's default)
     append_limit: int | None = None  # enforce a message size limit (quota_max_mail_size) ...
     advertise_append_limit: bool = True  # ... and announce it as APPENDLIMIT=n (RFC 7889)
+    # Post-login CAPABILITY list (Dovecot's imap_capability): None = Dovecot's own list; "+X Y" adds
+    # to it; anything else replaces it outright.  An explicit list also replaces the pre-login list
+    # (Dovecot still appends STARTTLS and the AUTH= mechanisms there, so LOGIN keeps working) and
+    # then Dovecot adds no LITERAL+/LITERAL- by itself: name it in the list.
+    capability: str | None = None
+    # imap_literal_minus: the parser accepts {n+} only up to 4096 bytes; beyond that Dovecot sends
+    # "* BYE [TOOBIG] Non-synchronizing literal size too large" and disconnects (RFC 7888).
+    literal_minus: bool = False
     extra_config: str = ""
 
     @classmethod
@@ -90,6 +110,70 @@ class Profile:
     def bench(cls) -> Profile:
         """Like /work/shared/bench/imapd.sh: '/' separator, no special folders, default fsync."""
         return cls(name="bench", separator="/", max_keyword_length=200, fsync="optimized")
+
+    @classmethod
+    def gmail_like(cls) -> Profile:
+        """Gmail: its capability list (LITERAL-, no MULTIAPPEND), "[Gmail]/..." special folders.
+
+        Labels are folders; fill an account the way Gmail shows it with tests/support/gmail.py, and
+        put an ImapProxy(Quirks(gmail=True, objectid=...)) in front for X-GM-EXT-1 / X-GM-MSGID."""
+        return cls(
+            name="gmail",
+            separator="/",
+            special_folders={
+                "[Gmail]/All Mail": "\\All",
+                "[Gmail]/Sent Mail": "\\Sent",
+                "[Gmail]/Drafts": "\\Drafts",
+                "[Gmail]/Trash": "\\Trash",
+                "[Gmail]/Spam": "\\Junk",
+                "[Gmail]/Starred": "\\Flagged",
+                "[Gmail]/Important": "\\Important",
+            },
+            quota=True,  # QUOTA is advertised: GETQUOTAROOT must work
+            max_keyword_length=200,
+            layout="fs",  # labels may contain '.'
+            capability=GMAIL_CAPABILITY,
+            literal_minus=True,
+            extra_config="plugin {\n  quota_rule = *:storage=15G\n}\n",  # a quota root, like Gmail's 15 GB
+        )
+
+    @classmethod
+    def exchange_like(cls) -> Profile:
+        """Microsoft 365 / Exchange: its capability list, localized folders without SPECIAL-USE.
+
+        Size estimates and keywords that are not kept need ImapProxy(Quirks(size_shift=...,
+        no_keywords=True)) in front."""
+        return cls(
+            name="exchange",
+            separator="/",
+            special_folders={"Sent Items": "", "Deleted Items": "", "Junk Email": "", "Drafts": "", "Archive": ""},
+            max_keyword_length=200,
+            layout="fs",
+            capability=EXCHANGE_CAPABILITY,
+        )
+
+    @classmethod
+    def yahoo_like(cls) -> Profile:
+        """Yahoo: its capability list (OBJECTID only through ImapProxy(Quirks(objectid=True)))."""
+        return cls(
+            name="yahoo",
+            separator="/",
+            special_folders={
+                "Sent": "\\Sent",
+                "Trash": "\\Trash",
+                "Bulk Mail": "\\Junk",
+                "Draft": "\\Drafts",
+                "Archive": "\\Archive",
+            },
+            max_keyword_length=200,
+            layout="fs",
+            capability=YAHOO_CAPABILITY,
+        )
+
+    @classmethod
+    def bare(cls) -> Profile:
+        """Plain RFC 3501: CAPABILITY is "IMAP4rev1" after login (plus STARTTLS/AUTH= before)."""
+        return cls(name="bare", separator="/", max_keyword_length=200, capability=BARE_CAPABILITY)
 
     @classmethod
     def limited(cls, append_limit: int = 100_000) -> Profile:
@@ -331,9 +415,15 @@ class DovecotServer:
             if p.quota
             else ""
         )
-        capability = (
-            f"imap_capability = +APPENDLIMIT={p.append_limit}" if p.append_limit and p.advertise_append_limit else ""
-        )
+        # One imap_capability line: an explicit list (or "+additions") combined with APPENDLIMIT.
+        advertised = [p.capability] if p.capability else []
+        if p.append_limit and p.advertise_append_limit:
+            advertised.append(f"APPENDLIMIT={p.append_limit}")
+        capability = ""
+        if advertised:
+            capability = f"imap_capability = {'' if p.capability else '+'}{' '.join(advertised)}"
+        if p.literal_minus:
+            capability += "\nimap_literal_minus = yes"
         return f"""\
 # generated by tests/support/dovecot.py ({p.name})
 instance_name = dovecot-test-{p.name}-{self.port}
