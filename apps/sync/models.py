@@ -65,6 +65,17 @@ class SyncJob(models.Model):
     attempts = models.PositiveIntegerField(_("runs"), default=0)
     cancel_requested = models.BooleanField(_("cancellation requested"), default=False)
     report_sent_at = models.DateTimeField(_("report sent"), null=True, blank=True)
+    # Gmail's All Mail: by default only its archived messages (in no label) are copied, into the
+    # destination's Archive folder; staff may have it copied whole (every labelled message twice).
+    copy_all_mail_as_folder = models.BooleanField(
+        _("copy Gmail's All Mail as a folder"),
+        default=False,
+        help_text=_(
+            "By default only the archived messages of All Mail (those without a label) are copied, into "
+            "the destination's Archive folder. Tick to copy All Mail whole as a folder: every labelled "
+            "message then arrives twice."
+        ),
+    )
 
     class Meta:
         ordering = ["-created_at"]

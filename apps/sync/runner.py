@@ -186,6 +186,7 @@ def copy_job_mailbox(
         max_message_bytes=settings.IMAPCOPY_MAX_MESSAGE_BYTES,
         batch_bytes=settings.IMAPCOPY_BATCH_BYTES,
         parallelism=settings.IMAPCOPY_PARALLELISM,
+        copy_all_mail_as_folder=job.copy_all_mail_as_folder,
     )
     should_cancel = StopPoller(job.pk, run)
     patience_ends = time.monotonic() + settings.IMAPCOPY_NETWORK_PATIENCE_SECONDS

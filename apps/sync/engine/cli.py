@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallelism", type=int, default=6, help="connections per side used at once")
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--include-gmail-virtual", action="store_true")
+    ap.add_argument(
+        "--all-mail-as-folder", action="store_true", help="Gmail: copy All Mail whole, not only its archived messages"
+    )
     ap.add_argument("--quiet", "-q", action="store_true")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     options = CopyOptions(
         dry_run=args.dry_run,
         skip_gmail_virtual_folders=not args.include_gmail_virtual,
+        copy_all_mail_as_folder=args.all_mail_as_folder,
         max_message_bytes=int(args.max_message_mb * 1024 * 1024) if args.max_message_mb else None,
         batch_bytes=int(args.batch_mb * 1024 * 1024),
         parallelism=args.parallelism,

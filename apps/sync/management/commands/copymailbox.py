@@ -155,6 +155,11 @@ class Command(BaseCommand):
         parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
         parser.add_argument("--dry-run", action="store_true", help="list what would be copied, copy nothing")
         parser.add_argument("--json", action="store_true", help="print one final JSON object on stdout")
+        parser.add_argument(
+            "--all-mail-as-folder",
+            action="store_true",
+            help="copy Gmail's All Mail whole as a folder (default: only its archived messages, into Archive)",
+        )
 
     def execute(self, *args, **options):
         # CommandError's returncode is honoured only when run from the command line.
@@ -167,7 +172,7 @@ class Command(BaseCommand):
             sys.exit(exc.returncode)
 
     @method_decorator(sensitive_variables())
-    def handle(self, *args, source_url, destination_url, cafile, insecure, dry_run, **options):
+    def handle(self, *args, source_url, destination_url, cafile, insecure, dry_run, all_mail_as_folder, **options):
         source_url_ = parse_account_url(source_url, "source")
         destination_url_ = parse_account_url(destination_url, "destination")
         source_password = read_password("IMAPCOPY_SOURCE_PASSWORD", "source")
@@ -192,6 +197,7 @@ class Command(BaseCommand):
             max_message_bytes=settings.IMAPCOPY_MAX_MESSAGE_BYTES,
             batch_bytes=settings.IMAPCOPY_BATCH_BYTES,
             parallelism=settings.IMAPCOPY_PARALLELISM,
+            copy_all_mail_as_folder=all_mail_as_folder or job.copy_all_mail_as_folder,
         )
         started = time.monotonic()
         try:
