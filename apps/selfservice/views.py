@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import formats
 from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods
 
@@ -24,6 +25,7 @@ from apps.selfservice.ratelimit import allow, client_address
 from apps.sync import services
 from apps.sync.error_messages import SIDE_MESSAGES, error_message
 from apps.sync.models import JobStatus, SyncJob
+from apps.sync.reports import job_losses
 
 QUEUED_HINT = gettext_lazy("The copy has not started yet, please wait.")
 SESSION_KEYS = {"source": "source_account_id", "destination": "destination_account_id"}
@@ -197,12 +199,16 @@ def _job_from_token(token: str) -> SyncJob:
     return job
 
 
+@never_cache  # the page lists message subjects: no shared or browser cache keeps it
 def job_status(request, token: str):
     job = _job_from_token(token)
+    # Only the private link shows what was lost (subjects, folders): the lookup by address,
+    # open to anyone who knows it, and the progress JSON show the counts alone.
+    losses = [] if job.is_active else job_losses(job)
     return render(
         request,
         "selfservice/job_status.html",
-        {"job": job, "state": job_state(job), "progress_url": request.path + "progress/"},
+        {"job": job, "state": job_state(job), "progress_url": request.path + "progress/", "losses": losses},
     )
 
 

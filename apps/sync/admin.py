@@ -12,7 +12,7 @@ from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -173,6 +173,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             _("Outcome"),
             {"fields": ["error_code", "error_text", "error_side", "error_detail", "report_sent_at", "report"]},
         ),
+        (_("Losses"), {"fields": ["losses"]}),
         (_("Queue"), {"fields": ["rq_job_id", "worker_name", "attempts"]}),
     ]
 
@@ -263,7 +264,20 @@ class SyncJobAdmin(admin.ModelAdmin):
 
         with translation.override(job.language):
             text = render_to_string("sync/email/report.txt", report_context(job))
-        return format_html('<pre class="job-report">{}</pre>', text)
+        # The plain-text report is not HTML (subjects are in it as they are) but render_to_string
+        # marks it safe: escape() escapes it all the same.
+        return format_html('<pre class="job-report">{}</pre>', escape(text))
+
+    @admin.display(description=_("not copied or not exact"))
+    def losses(self, job: SyncJob):
+        """The report's losses, in the staff's language (the report above is in the customer's)."""
+        from apps.sync.reports import job_losses
+
+        sections = job_losses(job)
+        if not sections:
+            return "—"
+        # The template escapes every subject and folder name; its output is safe HTML.
+        return render_to_string("sync/email/_losses.html", {"losses": sections})
 
     # --- actions ---------------------------------------------------------------------------
     def _apply(self, request, queryset, operation, done_message, errors: tuple, change_message: str):
