@@ -136,7 +136,15 @@ class SyncJobAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["css/admin-jobs.css"]}
 
-    actions = ["cancel_jobs", "retry_jobs", "resend_reports", "erase_credentials", "erase_personal_data", "export_csv"]
+    actions = [
+        "cancel_jobs",
+        "retry_jobs",
+        "copy_all_mail_whole",
+        "resend_reports",
+        "erase_credentials",
+        "erase_personal_data",
+        "export_csv",
+    ]
     fieldsets = [
         (
             None,
@@ -149,6 +157,7 @@ class SyncJobAdmin(admin.ModelAdmin):
                     "destination_summary",
                     "language",
                     "cancel_requested",
+                    "copy_all_mail_as_folder",
                 ]
             },
         ),
@@ -317,6 +326,21 @@ class SyncJobAdmin(admin.ModelAdmin):
             lambda n: ngettext("%(count)d job queued again.", "%(count)d jobs queued again.", n),
             (services.InvalidJobState, services.JobAlreadyActive, services.CredentialsErased),
             "Retried",
+        )
+
+    @admin.action(description=_("Copy Gmail's All Mail whole as a folder, then run again"), permissions=["retry"])
+    def copy_all_mail_whole(self, request, queryset):
+        self._apply(
+            request,
+            queryset,
+            lambda job: services.job_copy_all_mail_whole(job=job),
+            lambda n: ngettext(
+                "%(count)d job queued again to copy All Mail whole.",
+                "%(count)d jobs queued again to copy All Mail whole.",
+                n,
+            ),
+            (services.InvalidJobState, services.JobAlreadyActive, services.CredentialsErased),
+            "All Mail copied whole",
         )
 
     @admin.action(description=_("Re-send the report"), permissions=["resend_report"])

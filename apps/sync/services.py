@@ -228,6 +228,16 @@ def job_retry(*, job: SyncJob, allow_finished: bool = False, enqueue: bool = Tru
     return job
 
 
+def job_copy_all_mail_whole(*, job: SyncJob) -> SyncJob:
+    """Have Gmail's All Mail copied whole, as a folder of its own (every labelled message then
+    arrives twice), instead of only its archived messages; the job runs again to do it."""
+    if job.status in ACTIVE_STATUSES:
+        raise InvalidJobState(job.status)
+    with transaction.atomic():  # a job that cannot run again keeps its setting
+        SyncJob.objects.filter(id=job.pk).update(copy_all_mail_as_folder=True)
+        return job_retry(job=job, allow_finished=True)
+
+
 def job_requeue(*, job: SyncJob) -> SyncJob:
     """Put a queued job on the queue again (its first enqueue was lost with Redis).
 

@@ -135,3 +135,25 @@ def test_operations_page_counts_jobs_per_status(admin_client, make_account):
     body = admin_client.get("/admin/sync/syncjob/operations/").content.decode()
     assert "Jobs per status" in body
     assert "<th>Not started yet</th><td>2</td>" in body
+
+
+def test_operators_can_have_gmails_all_mail_copied_whole_and_support_cannot(client, make_account):
+    (job,) = make_jobs(make_account, 1)
+    run = services.job_claim(job_id=job.pk, worker_name="w")
+    services.job_finish(job_id=job.pk, run=run, status=JobStatus.FAILED, counters=None, error_code="timeout")
+    selected = {"action": "copy_all_mail_whole", "_selected_action": [job.pk]}
+
+    client.force_login(staff("support"))
+    client.post("/admin/sync/syncjob/", selected, follow=True)
+    job.refresh_from_db()
+    assert (job.status, job.copy_all_mail_as_folder) == (JobStatus.FAILED, False)
+
+    operator = staff("operators")
+    client.force_login(operator)
+    response = client.post("/admin/sync/syncjob/", selected, follow=True)
+    assert "1 job queued again to copy All Mail whole." in response.content.decode()
+    job.refresh_from_db()
+    assert (job.status, job.copy_all_mail_as_folder) == (JobStatus.QUEUED, True)
+    assert LogEntry.objects.filter(
+        user=operator, object_id=str(job.pk), change_message="All Mail copied whole"
+    ).exists()
