@@ -47,6 +47,7 @@ from .pipeline import (
     fetch_sizes,
     header_summary,
 )
+from .stored import RewriteWatch
 
 log = logging.getLogger("imapcopy.engine")
 
@@ -140,6 +141,7 @@ class _CopyRun:
         self.refused_folders: dict[str, str] = {}  # source folder -> why it cannot be copied
         self.dropped_keywords: set[str] = set()
         self.archive: dict = {}  # where All Mail's archived messages go, and how many there are
+        self._rewrites = RewriteWatch()  # what the destination does with unusual messages
         self.failed_this_run = 0
         self.copied_this_run = 0
         self.bytes_this_run = 0
@@ -849,7 +851,7 @@ class _CopyRun:
             self._source_limiter,
             lambda side, slept: self.event("throttled", None, side=side, wait_seconds=round(slept, 1)),
         )
-        appender = Appender(dst, careful=self._careful_appends)
+        appender = Appender(dst, careful=self._careful_appends, watch=self._rewrites)
         reader.start()
         current: FolderTask | None = None
         clean_exit = False

@@ -18,12 +18,12 @@ from .fingerprint import (
     Fingerprint,
     fetch_fingerprints,
     header_fields,
-    internaldate_epoch,
     match_present,
     set_aside,
 )
 from .folders import FolderPlan
 from .model import FolderCheckpoint
+from .stored import RewriteWatch, check_stored
 
 log = logging.getLogger("imapcopy.engine")
 
@@ -413,16 +413,6 @@ class AppendDesync(TransientError):
     """The server answered a MULTIAPPEND for fewer messages than were sent."""
 
 
-_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
-
-
-def rewritable(body: bytes) -> bool:
-    """Whether servers are known to store this message differently from what they are given."""
-    header_end = body.find(b"\r\n\r\n")
-    header = body if header_end < 0 else body[:header_end]
-    return bool(_EIGHT_BIT.search(header)) or b"\0" in body or body.count(b"\n") != body.count(b"\r\n")
-
-
 def format_flags(flags: list[bytes]) -> bytes:
     return b"(" + b" ".join(flags) + b")"
 
@@ -430,12 +420,13 @@ def format_flags(flags: list[bytes]) -> bytes:
 class Appender:
     """MULTIAPPEND with LITERAL+ where offered, falling back message by message."""
 
-    def __init__(self, session: Session, careful: bool = False) -> None:
+    def __init__(self, session: Session, careful: bool = False, watch: RewriteWatch | None = None) -> None:
         self.session = session
         self.multiappend = session.has("MULTIAPPEND")
         self.literal_plus = session.has("LITERAL+")
         self.uidplus = session.has("UIDPLUS")
         self.unselect = session.has("UNSELECT")
+        self.watch = watch or RewriteWatch()
         limit = session.append_limit
         self.literal_plus_max = limit if limit else LITERAL_PLUS_MAX_UNANNOUNCED
         self.careful = careful  # after a desync: one message per APPEND, synchronizing literals
@@ -500,43 +491,7 @@ class Appender:
             outcome.failed.append((msg, done.text[:200].decode("utf-8", "replace")))
 
     def _check_stored(self, mailbox: bytes, outcome: AppendOutcome) -> None:
-        """Read back the messages a server is known to rewrite (8-bit header bytes, NUL, bare
-        line feeds: Cyrus replaces 8-bit header bytes by 'X', others normalise line ends) and
-        record those stored differently.  Only those: the others are stored as given by every
-        server we know, and reading every message back would halve the copy's speed."""
-        suspects = {
-            outcome.dest_uid_of[m.uid]: m
-            for m in outcome.appended
-            if m.uid in outcome.dest_uid_of and rewritable(m.body)
-        }
-        if not suspects:
-            return
-        s = self.session
-        if not s.command(b"EXAMINE " + quote(mailbox)).ok:
-            return
-        stored: dict[int, tuple[bytes, bytes]] = {}
-        tick = s.answer_guard(len(suspects))
-
-        def collect(resp: Response) -> None:
-            tick()
-            msg = parse_message(resp)
-            if msg is not None and msg.uid in suspects:
-                stored[msg.uid] = (msg.body, msg.internaldate)
-
-        s.command(b"UID FETCH " + uid_set(sorted(suspects)) + b" (UID INTERNALDATE BODY.PEEK[])", collect)
-        if self.unselect:
-            s.command(b"UNSELECT")
-        s.selected_exists = 0
-        for dest_uid, msg in suspects.items():
-            if dest_uid not in stored:
-                continue
-            body, internaldate = stored[dest_uid]
-            if body != msg.body:
-                header_end = msg.body.find(b"\r\n\r\n")
-                same_header = header_end >= 0 and body.startswith(msg.body[: header_end + 4])
-                outcome.altered.append((msg, "body_rewritten" if same_header else "headers_rewritten"))
-            elif internaldate_epoch(internaldate.decode()) != internaldate_epoch(msg.internaldate.decode()):
-                outcome.altered.append((msg, "date_changed"))
+        outcome.altered.extend(check_stored(self.session, mailbox, outcome, self.watch, self.unselect))
 
     def _raise_if_fatal(self, done) -> None:
         from .connection import is_throttled
