@@ -461,7 +461,7 @@ class _CopyRun:
             st = statuses.get(plan.source.raw, {})
             ck = self.checkpoints.get(plan.source.name)
             if ck is None:
-                ck = self.checkpoints[plan.source.name] = FolderCheckpoint(plan.source.name)
+                ck = self.checkpoints[plan.source.name] = FolderCheckpoint(plan.source.name, archive_only=plan.archive)
             ck.destination_name = plan.dest_name
             if plan.archive and "UIDVALIDITY" in st:
                 # Only All Mail's archived messages are copied: they are the folder's total.
@@ -530,6 +530,14 @@ class _CopyRun:
         names = {f.name: f for f in dest.folders}
         for plan in plans:
             ck = self.checkpoints.get(plan.source.name)
+            if ck and ck.archive_only != plan.archive:
+                # Gmail's All Mail switched between "archived messages into Archive" and "whole,
+                # as a folder": what the checkpoint covers is not what is asked now.  Start the
+                # folder afresh; what is already on the destination is recognised, not copied twice.
+                ck.archive_only = plan.archive
+                ck.uidvalidity = ck.dest_uidvalidity = None
+                ck.destination_name = plan.dest_name
+                ck.done = False
             if ck and ck.destination_name and ck.destination_name != plan.dest_name:
                 found = names.get(ck.destination_name)
                 if found is not None and found.selectable:

@@ -85,6 +85,8 @@ class FolderCheckpoint:
     # cannot keep them), or changed by the destination (it rewrote their headers).
     flags_dropped: int = 0
     altered: int = 0
+    # Gmail's All Mail read for its archived messages only (not copied whole).
+    archive_only: bool = False
 
 
 @dataclass

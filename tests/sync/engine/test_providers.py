@@ -111,17 +111,28 @@ def test_gmail_archived_mail_arrives_once_in_archive_and_nothing_twice(
 
 
 def test_staff_can_have_all_mail_copied_whole_as_a_folder(gmail_server, dot_server):
+    """After a first copy (archived messages into Archive), staff have All Mail copied whole: the
+    same job then fills a folder with all of All Mail, touching nothing else; switching back
+    copies nothing more."""
     src = new_box(gmail_server)
     layout = gmail.build_gmail_mailbox(src.account)
     dst = new_box(dot_server)
+    store = MemoryCheckpointStore()
     with ImapProxy(gmail_server.port, Quirks(gmail=True, refuse_unadvertised=True)) as proxy:
         source, _ = proxied(src, proxy)
-        options = CopyOptions(copy_all_mail_as_folder=True)
-        result = copy_mailbox(source, dst.endpoint(), options=options, checkpoints=MemoryCheckpointStore())
-    assert result.status == "finished" and result.archived == {}
-    after = mail.snapshot(dst.account)
-    assert after[("[Gmail]", "All Mail")] == expected_contents(layout.folders[gmail.ALL_MAIL])
-    assert sum(after.get(("Archive",), Counter()).values()) == 0
+        assert copy_mailbox(source, dst.endpoint(), options=CopyOptions(), checkpoints=store).archived["copied"] == 4
+        before = mail.snapshot(dst.account)
+        whole = CopyOptions(copy_all_mail_as_folder=True)
+        result = copy_mailbox(source, dst.endpoint(), options=whole, checkpoints=store)
+        assert result.status == "finished" and result.archived == {}
+        after = mail.snapshot(dst.account)
+        assert after[("[Gmail]", "All Mail")] == expected_contents(layout.folders[gmail.ALL_MAIL])
+        assert {path: c for path, c in after.items() if path != ("[Gmail]", "All Mail")} == {
+            path: c for path, c in before.items() if path != ("[Gmail]", "All Mail")
+        }
+        back = copy_mailbox(source, dst.endpoint(), options=CopyOptions(), checkpoints=store)
+        assert back.status == "finished" and back.copied_this_run == 0, back
+        assert mail.snapshot(dst.account) == after
 
 
 @pytest.fixture(scope="module")
