@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 
@@ -21,7 +19,7 @@ from tests.support.dovecot import DovecotServer, Profile
 from tests.support.imap_proxy import ImapProxy, Quirks
 
 from .conftest import DOT_TO_SLASH, Box, new_box
-from .test_resume import REPO, run_then_kill
+from .test_resume import REPO, cli_command, run_then_kill
 
 
 @pytest.fixture(scope="module")
@@ -154,14 +152,7 @@ def bare_server() -> Iterator[DovecotServer]:
 
 
 def cli(source_port: int, src: Box, dest_port: int, dst: Box, state, *extra: str) -> tuple[list[str], dict]:
-    env = dict(os.environ, IMAPCOPY_SOURCE_PASSWORD=src.user.password, IMAPCOPY_DEST_PASSWORD=dst.user.password)
-    cmd = [
-        sys.executable, "-m", "apps.sync.engine.cli", "-q",
-        f"imap+plain://{src.user.login}@127.0.0.1:{source_port}",
-        f"imap+plain://{dst.user.login}@127.0.0.1:{dest_port}",
-        "--state", str(state), *extra,
-    ]  # fmt: skip
-    return cmd, env
+    return cli_command(src, dst, state, *extra, source_port=source_port, dest_port=dest_port)
 
 
 @pytest.mark.parametrize("side", ["source", "destination"])

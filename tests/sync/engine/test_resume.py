@@ -31,12 +31,15 @@ from .conftest import DOT_TO_SLASH, new_box
 REPO = Path(__file__).resolve().parents[3]
 
 
-def cli_command(src, dst, state: Path, *extra: str) -> tuple[list[str], dict]:
+def cli_command(
+    src, dst, state: Path, *extra: str, source_port: int | None = None, dest_port: int | None = None
+) -> tuple[list[str], dict]:
+    """The engine's command line between two test accounts (or proxies in front of them)."""
     env = dict(os.environ, IMAPCOPY_SOURCE_PASSWORD=src.user.password, IMAPCOPY_DEST_PASSWORD=dst.user.password)
     cmd = [
         sys.executable, "-m", "apps.sync.engine.cli", "-q",
-        f"imap+plain://{src.user.login}@127.0.0.1:{src.server.port}",
-        f"imap+plain://{dst.user.login}@127.0.0.1:{dst.server.port}",
+        f"imap+plain://{src.user.login}@127.0.0.1:{source_port or src.server.port}",
+        f"imap+plain://{dst.user.login}@127.0.0.1:{dest_port or dst.server.port}",
         "--state", str(state), *extra,
     ]  # fmt: skip
     return cmd, env
