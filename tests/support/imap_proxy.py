@@ -80,6 +80,7 @@ class Quirks:
     objectid: bool = False  # RFC 8474 EMAILID emulated with X-GUID (advertises OBJECTID); THREADID refused
     gmail: bool = False  # X-GM-EXT-1: X-GM-MSGID emulated with X-GUID; X-GM-LABELS/THRID/RAW refused
     rewrite_message: Callable[[bytes], bytes] | None = None  # applied to every APPENDed message
+    ignore_append_date: bool = False  # the date given in APPEND is dropped: the server stores arrival time
 
 
 def emailid(guid: bytes) -> bytes:
@@ -295,6 +296,9 @@ class Connection:
                     lambda m: m["item"] + b"(" + _system_flags_only(m["f"].strip(b"()")) + b")",
                     p.text,
                 )
+        if q.ignore_append_date and base == "APPEND":
+            for p in parts:
+                p.text = re.sub(rb' "\d{1,2}-[A-Za-z]{3}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"', b"", p.text)
         if q.rewrite_message and base == "APPEND":
             mailbox_literal = not parts[0].text.split()[2:]
             for i, p in enumerate(parts):

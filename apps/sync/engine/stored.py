@@ -60,6 +60,13 @@ class RewriteWatch:
                 self._rewritten.update(kinds)
 
 
+_UID = re.compile(rb"[( ]UID (\d+)")
+_DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+# Every message is of this kind: whether the destination keeps the date given in APPEND (some
+# servers store the arrival time instead).  Only its INTERNALDATE is read back.
+DATE = "date"
+
+
 def check_stored(
     session: Session, mailbox: bytes, outcome: AppendOutcome, watch: RewriteWatch, unselect: bool
 ) -> list[tuple[Message, str]]:
@@ -67,40 +74,68 @@ def check_stored(
     headers or body rewritten, or its date changed.  Needs the destination UIDs (UIDPLUS)."""
     from .pipeline import parse_message
 
-    suspects: dict[int, tuple[Message, frozenset[str]]] = {}
+    whole: dict[int, tuple[Message, frozenset[str]]] = {}  # read back whole
+    dated: dict[int, Message] = {}  # only their date read back
+    check_dates = watch.wanted(frozenset([DATE]))
     for msg in outcome.appended:
-        if msg.uid in outcome.dest_uid_of:
-            kinds = unusual_kinds(msg.body)
-            if kinds and watch.wanted(kinds):
-                suspects[outcome.dest_uid_of[msg.uid]] = (msg, kinds)
-    if not suspects or not session.command(b"EXAMINE " + quote(mailbox)).ok:
+        if msg.uid not in outcome.dest_uid_of:
+            continue
+        dest_uid = outcome.dest_uid_of[msg.uid]
+        kinds = unusual_kinds(msg.body)
+        if kinds and watch.wanted(kinds):
+            whole[dest_uid] = (msg, kinds)
+        elif check_dates:
+            dated[dest_uid] = msg
+    if not (whole or dated) or not session.command(b"EXAMINE " + quote(mailbox)).ok:
         return []
-    stored: dict[int, tuple[bytes, bytes]] = {}
-    tick = session.answer_guard(len(suspects))
+    stored: dict[int, bytes] = {}
+    dates: dict[int, bytes] = {}
+    tick = session.answer_guard(len(whole) + len(dated))
 
     def collect(resp: Response) -> None:
         tick()
-        msg = parse_message(resp)
-        if msg is not None and msg.uid in suspects:
-            stored[msg.uid] = (msg.body, msg.internaldate)
+        uid, date = _UID.search(resp.text), _DATE.search(resp.text)
+        if uid is None or date is None:
+            return
+        uid_number = int(uid.group(1))
+        if uid_number in whole:
+            msg = parse_message(resp)
+            if msg is not None:
+                stored[uid_number], dates[uid_number] = msg.body, msg.internaldate
+        elif uid_number in dated:
+            dates[uid_number] = date.group(1)
 
-    session.command(b"UID FETCH " + uid_set(sorted(suspects)) + b" (UID INTERNALDATE BODY.PEEK[])", collect)
+    tags = []
+    if whole:
+        tags += session.send_commands([b"UID FETCH " + uid_set(sorted(whole)) + b" (UID INTERNALDATE BODY.PEEK[])"])
+    if dated:
+        tags += session.send_commands([b"UID FETCH " + uid_set(sorted(dated)) + b" (UID INTERNALDATE)"])
+    session.collect(tags, collect)
     if unselect:  # APPENDs go on into this folder: it is better left unselected (see permanent_flags)
         session.command(b"UNSELECT")
     session.selected_exists = 0
     altered = []
-    for dest_uid, (msg, kinds) in suspects.items():
+    for dest_uid, (msg, kinds) in whole.items():
         if dest_uid not in stored:
             continue
-        body, internaldate = stored[dest_uid]
         why = None
-        if body != msg.body:
+        if stored[dest_uid] != msg.body:
             header_end = msg.body.find(b"\r\n\r\n")
-            same_header = header_end >= 0 and body.startswith(msg.body[: header_end + 4])
+            same_header = header_end >= 0 and stored[dest_uid].startswith(msg.body[: header_end + 4])
             why = "body_rewritten" if same_header else "headers_rewritten"
-        elif internaldate_epoch(internaldate.decode()) != internaldate_epoch(msg.internaldate.decode()):
+        elif not _same_date(dates[dest_uid], msg.internaldate):
             why = "date_changed"
-        watch.learn(kinds, why is None)
+        watch.learn(kinds, why != "headers_rewritten" and why != "body_rewritten")
         if why is not None:
             altered.append((msg, why))
+    for dest_uid, msg in dated.items():
+        if dest_uid in dates:
+            kept = _same_date(dates[dest_uid], msg.internaldate)
+            watch.learn(frozenset([DATE]), kept)
+            if not kept:
+                altered.append((msg, "date_changed"))
     return altered
+
+
+def _same_date(stored: bytes, given: bytes) -> bool:
+    return internaldate_epoch(stored.decode()) == internaldate_epoch(given.decode())

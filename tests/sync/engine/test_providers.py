@@ -261,3 +261,36 @@ def test_only_advertised_extensions_are_used_and_the_copy_is_exact(
         assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), SPECIAL[dest_server]) == []
         again = copy_mailbox(source, dest, options=CopyOptions(), checkpoints=MemoryCheckpointStore())
         assert again.copied_this_run == 0 and dest_proxy.refused == []
+
+
+def test_a_destination_that_ignores_the_dates_it_is_given_is_reported(dot_server, slash_server):
+    """A server that stores the arrival time instead of the date given in APPEND: every message
+    is listed as changed (date_changed), the copy is not called exact, a rerun adds nothing."""
+    src, dst = new_box(dot_server), new_box(slash_server)
+    mails = mail.build_corpus(seed=64, messages=30, folders=[("INBOX",), ("Work",)], duplicate_every=0)
+    mail.upload(src.account, mails)
+    with ImapProxy(slash_server.port, Quirks(ignore_append_date=True)) as proxy:
+        dest, _ = proxied(dst, proxy)
+        result = copy_mailbox(src.endpoint(), dest, options=CopyOptions(), checkpoints=MemoryCheckpointStore())
+        assert result.status == "finished" and not result.exact
+        assert result.altered_total == len(mails)
+        assert {m.reason for m in result.altered} == {"date_changed"}
+        again = copy_mailbox(src.endpoint(), dest, options=CopyOptions(), checkpoints=MemoryCheckpointStore())
+        assert again.copied_this_run == 0
+
+
+def test_a_destination_that_keeps_what_it_is_given_is_trusted_after_a_sample(dot_server, slash_server):
+    """Dovecot stores messages as given: after a sample of each kind the engine stops reading
+    messages back (the proxy counts the FETCHes sent to the destination)."""
+    src, dst = new_box(dot_server), new_box(slash_server)
+    mails = mail.build_corpus(seed=65, messages=400, folders=[("INBOX",)], duplicate_every=0)
+    mail.upload_fast(src.account, mails)
+    with ImapProxy(slash_server.port) as proxy:
+        dest, _ = proxied(dst, proxy)
+        options = CopyOptions(parallelism=1, batch_bytes=20_000)  # many small batches
+        result = copy_mailbox(src.endpoint(), dest, options=options, checkpoints=MemoryCheckpointStore())
+        assert result.status == "finished" and result.exact and result.altered == []
+        # A third of these messages have raw 8-bit subjects: read back in every batch, there would
+        # be an EXAMINE per APPEND (16 and 16 here without the sample).
+        assert proxy.commands["APPEND"] >= 12
+        assert proxy.commands["EXAMINE"] <= proxy.commands["APPEND"] / 2, proxy.commands
