@@ -140,7 +140,8 @@ class _CopyRun:
         self.renamed: dict[str, str] = {}
         self.refused_folders: dict[str, str] = {}  # source folder -> why it cannot be copied
         self.dropped_keywords: set[str] = set()
-        self.archive: dict = {}  # where All Mail's archived messages go, and how many there are
+        # All Mail's archived messages: source folder, destination folder, how many there are.
+        self.archive: dict = {}
         self._rewrites = RewriteWatch()  # what the destination does with unusual messages
         self.failed_this_run = 0
         self.copied_this_run = 0
@@ -310,7 +311,7 @@ class _CopyRun:
         inexact = self._inexact()
         archived = dict(self.archive)
         if archived:
-            archive_ck = next((c for c in self.checkpoints.values() if c.destination_name == archived["folder"]), None)
+            archive_ck = self.checkpoints.get(archived.pop("source"))
             archived["copied"] = archive_ck.messages_copied if archive_ck is not None else 0
         self.event(
             "summary", None, not_copied=len(self.not_copied), flags_dropped=inexact["flags_dropped"],
@@ -414,13 +415,12 @@ class _CopyRun:
                 self.refused_folders[folder.name] = folder.refused
                 self.event("folder_refused", folder.name, side="source", reason=folder.refused)
         dest_listing = list_folders(dst)
-        plans = plan_folders(source_listing, dest_listing, self.options.skip_gmail_virtual_folders)
-        if self.options.skip_gmail_virtual_folders and not self.options.copy_all_mail_as_folder:
+        whole = self.options.copy_all_mail_as_folder
+        plans = plan_folders(source_listing, dest_listing, self.options.skip_gmail_virtual_folders, keep_all_mail=whole)
+        if self.options.skip_gmail_virtual_folders and not whole:
             archive = plan_archive(source_listing, dest_listing)
             if archive is not None:
                 plans.append(archive)
-        elif self.options.copy_all_mail_as_folder:
-            plans = plan_folders(source_listing, dest_listing, skip_gmail_virtual=True, keep_all_mail=True)
         self._apply_previous_names(plans, dest_listing)
         missing: list[FolderPlan] = []
         create_tags: list[bytes] = []
@@ -469,7 +469,7 @@ class _CopyRun:
                     found = self._find_archived(src, plan, plans)
                     archived[plan.source.name] = found
                     ck.messages_total = len(found)
-                self.archive = {"folder": plan.dest_name, "found": ck.messages_total}
+                self.archive = {"source": plan.source.name, "folder": plan.dest_name, "found": ck.messages_total}
             else:
                 ck.messages_total = st.get("MESSAGES", 0)
                 self.totals.bytes_total += st.get("SIZE", 0)
