@@ -131,7 +131,9 @@ def test_gmail_like_is_literal_minus(servers):
     raw = Raw(server.port, account(server))
     small, big = MESSAGE, MESSAGE + b"x" * 5000
     assert raw.command(b"a APPEND INBOX {%d+}\r\n" % len(small), small, b"\r\n")[-1].startswith(b"a OK")
-    assert raw.command(b"b APPEND INBOX {%d+}\r\n" % len(big), big, b"\r\n")[-1].startswith(b"* BYE [TOOBIG]")
+    # Dovecot answers as soon as it reads the size, and closes: the literal is not sent (sending
+    # it would race the close and end in a broken pipe).
+    assert raw.command(b"b APPEND INBOX {%d+}\r\n" % len(big))[-1].startswith(b"* BYE [TOOBIG]")
     raw.close()
 
 
@@ -240,7 +242,8 @@ def test_proxy_closes_on_big_literal_plus_under_literal_minus(servers):
         raw = Raw(proxy.port, account(server, proxy.port))
         small, big = MESSAGE, MESSAGE + b"x" * 5000
         assert raw.command(b"a APPEND INBOX {%d+}\r\n" % len(small), small, b"\r\n")[-1].startswith(b"a OK")
-        assert raw.command(b"b APPEND INBOX {%d+}\r\n" % len(big), big, b"\r\n")[-1].startswith(b"* BYE [TOOBIG]")
+        # The proxy answers as soon as it reads the size, and closes: the literal is not sent.
+        assert raw.command(b"b APPEND INBOX {%d+}\r\n" % len(big))[-1].startswith(b"* BYE [TOOBIG]")
         assert raw.file.readline() == b""
         raw.close()
     assert proxy.reasons == ["{n+} > 4096 under LITERAL-"]
