@@ -435,3 +435,6 @@ class SyncJobAdmin(admin.ModelAdmin):
             path("operations/", self.admin_site.admin_view(operations_view), name="sync_operations"),
             *super().get_urls(),
         ]
+
+
+from apps.sync import queue_admin  # noqa: E402,F401  (registers the operators-only queue dashboard)
