@@ -82,6 +82,9 @@ def _account_step(request, role: str):
             if outcome.ok:
                 previous = request.session.get(SESSION_KEYS[role])
                 request.session[SESSION_KEYS[role]] = new_account.pk
+                # A verified account is a privilege: a session id planted before it (fixation)
+                # must not lead to it, so the session gets a new id now.
+                request.session.cycle_key()
                 if previous:
                     MailAccount.objects.filter(pk=previous, jobs_as_source=None, jobs_as_destination=None).delete()
                 return redirect(f"selfservice:{role}")

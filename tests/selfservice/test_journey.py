@@ -137,3 +137,26 @@ def test_connection_tests_are_rate_limited_per_account(client, source_user):
     statuses = [validate(client, "source", server, user, port="1").status_code for _ in range(8)]
     assert statuses[:6] == [200] * 6
     assert statuses[-1] == 429
+
+
+def test_a_planted_session_id_does_not_give_the_attacker_the_verified_account(client, source_user, settings):
+    """Session fixation: an attacker who planted a session id in the victim's browser must not
+    find the victim's verified source account behind it."""
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import Client
+
+    planted = SessionStore()
+    planted["planted"] = True
+    planted.save()
+    client.cookies[settings.SESSION_COOKIE_NAME] = planted.session_key
+    server, user = source_user
+    assert (
+        "The connection to your account was established." in validate(client, "source", server, user).content.decode()
+    )
+    assert client.cookies[settings.SESSION_COOKIE_NAME].value != planted.session_key
+
+    attacker = Client()
+    attacker.cookies[settings.SESSION_COOKIE_NAME] = planted.session_key
+    response = attacker.get(reverse("selfservice:destination"))
+    assert user.login not in response.content.decode()
+    assert response.status_code == 302  # sent back to the source step: no verified source here
