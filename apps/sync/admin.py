@@ -361,7 +361,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             queryset,
             lambda job: services.job_erase_credentials(job=job),
             lambda n: ngettext("Credentials of %(count)d job erased.", "Credentials of %(count)d jobs erased.", n),
-            (),
+            (services.InvalidJobState,),
             "Credentials erased",
         )
 
@@ -402,7 +402,7 @@ class SyncJobAdmin(admin.ModelAdmin):
         )
         for job in queryset.select_related("source__provider", "destination__provider").iterator(chunk_size=2000):
             writer.writerow(
-                [
+                _spreadsheet_safe(
                     job.pk,
                     job.status,
                     job.source_address,
@@ -418,7 +418,7 @@ class SyncJobAdmin(admin.ModelAdmin):
                     job.started_at.isoformat() if job.started_at else "",
                     job.finished_at.isoformat() if job.finished_at else "",
                     job.error_code,
-                ]
+                )
             )
         return response
 
@@ -435,6 +435,14 @@ class SyncJobAdmin(admin.ModelAdmin):
             path("operations/", self.admin_site.admin_view(operations_view), name="sync_operations"),
             *super().get_urls(),
         ]
+
+
+def _spreadsheet_safe(*cells) -> list:
+    """Cells a spreadsheet would run as a formula (customers type the addresses) start with a
+    quote, which spreadsheets show as text."""
+    return [
+        f"'{cell}" if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell for cell in cells
+    ]
 
 
 from apps.sync import queue_admin  # noqa: E402,F401  (registers the operators-only queue dashboard)

@@ -269,7 +269,11 @@ def job_send_report(*, job: SyncJob) -> None:
 
 
 def job_erase_credentials(*, job: SyncJob) -> None:
-    """Erase both passwords now (the job can no longer be retried)."""
+    """Erase both passwords now (the job can no longer be retried).  Not while the job is queued
+    or running: the copy needs them, and would fail with an internal error."""
+    job.refresh_from_db()
+    if job.is_active:
+        raise InvalidJobState(job.status)
     credentials_erase(account=job.source)
     credentials_erase(account=job.destination)
     logger.info("credentials of job %s erased", job.pk)

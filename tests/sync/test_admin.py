@@ -157,3 +157,33 @@ def test_operators_can_have_gmails_all_mail_copied_whole_and_support_cannot(clie
     assert LogEntry.objects.filter(
         user=operator, object_id=str(job.pk), change_message="All Mail copied whole"
     ).exists()
+
+
+def test_export_csv_cells_never_start_a_formula(client, make_account):
+    """A customer types the addresses: a cell starting with = + - @ would run as a formula in
+    the spreadsheet staff open the export with."""
+    client.force_login(staff("operators"))
+    hostile = services.job_create(
+        source=make_account('=HYPERLINK("http://x.example")@example.org'),
+        destination=make_account("+cmd@example.net"),
+    )
+    response = client.post("/admin/sync/syncjob/", {"action": "export_csv", "_selected_action": [hostile.pk]})
+    import csv
+    import io
+
+    (header, row) = list(csv.reader(io.StringIO(response.content.decode())))
+    cells = dict(zip(header, row, strict=True))
+    assert cells["source"].startswith("'=") and cells["destination"].startswith("'+")
+    assert not any(cell[:1] in ("=", "+", "-", "@") for cell in row)
+
+
+def test_credentials_of_an_active_job_are_not_erased(client, make_account):
+    """Erasing the passwords of a queued or running job would make it fail with internal_error:
+    refused, the passwords kept."""
+    client.force_login(staff("operators"))
+    (job,) = make_jobs(make_account, 1)
+    response = client.post("/admin/sync/syncjob/", {"action": "erase_credentials", "_selected_action": [job.pk]},
+                           follow=True)  # fmt: skip
+    assert "not possible" in response.content.decode()
+    job.refresh_from_db()
+    assert job.source.has_password and job.destination.has_password
