@@ -23,7 +23,14 @@ class HostNotFound(Exception):
     """The host name does not resolve."""
 
 
+# Special-purpose ranges that Python 3.11's ipaddress calls global although no customer's mail
+# server is there (RFC 6890's IETF protocol assignments, the deprecated 6to4 relay anycast).
+_NOT_FOR_CUSTOMERS = (ipaddress.ip_network("192.0.0.0/24"), ipaddress.ip_network("192.88.99.0/24"))
+
+
 def _is_public(address: IPAddress) -> bool:
+    if any(address in network for network in _NOT_FOR_CUSTOMERS):
+        return False
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             # ::ffff:a.b.c.d reaches a.b.c.d: judge that address, nothing else.

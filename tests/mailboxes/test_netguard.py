@@ -42,3 +42,10 @@ def test_ipv4_mapped_loopback_matches_an_allowed_ipv4_network():
 def test_unknown_host_is_reported_as_not_found():
     with pytest.raises(HostNotFound):
         resolve_allowed_address("no-such-host.invalid", 993)
+
+
+@pytest.mark.parametrize("address", ["192.0.0.8", "192.0.0.9", "192.0.0.10", "192.88.99.1", "::ffff:192.0.0.8"])
+def test_special_purpose_addresses_python_calls_global_are_refused(address):
+    """Python 3.11.7's ipaddress calls parts of 192.0.0.0/24 (IETF protocol assignments) and the
+    old 6to4 relay anycast range global: nothing a customer's mail server lives at."""
+    assert not is_address_allowed(ipaddress.ip_address(address))
