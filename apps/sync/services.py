@@ -264,6 +264,8 @@ def job_send_report(*, job: SyncJob) -> None:
 
     if job.is_active:
         raise InvalidJobState(job.status)
+    if job.destination.email_address == ERASED_ADDRESS:
+        raise InvalidJobState("personal data erased")  # nobody to send it to any more
     send_report(job)
     logger.info("report of job %s sent", job.pk)
 

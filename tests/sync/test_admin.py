@@ -187,3 +187,16 @@ def test_credentials_of_an_active_job_are_not_erased(client, make_account):
     assert "not possible" in response.content.decode()
     job.refresh_from_db()
     assert job.source.has_password and job.destination.has_password
+
+
+def test_the_report_of_an_erased_job_is_not_sent_again(client, make_account, mailoutbox):
+    client.force_login(staff("operators"))
+    (job,) = make_jobs(make_account, 1)
+    services.job_claim(job_id=job.pk, worker_name="w")
+    services.job_finish(job_id=job.pk, status=JobStatus.FINISHED, counters=None)
+    client.post("/admin/sync/syncjob/", {"action": "erase_personal_data", "_selected_action": [job.pk]})
+    mailoutbox.clear()
+    response = client.post("/admin/sync/syncjob/", {"action": "resend_reports", "_selected_action": [job.pk]},
+                           follow=True)  # fmt: skip
+    assert "not possible" in response.content.decode()
+    assert mailoutbox == []
