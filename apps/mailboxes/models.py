@@ -43,6 +43,12 @@ class MailAccount(models.Model):
         return f"<MailAccount {self.pk}: {self.login}@{self.host}:{self.port}>"
 
     @property
+    def mailbox_identity(self) -> str:
+        """Which mailbox this is, whatever address the customer typed: the login on the server
+        (case and a trailing dot of the host name do not make another mailbox)."""
+        return f"{self.login.strip().lower()}@{self.host.strip().rstrip('.').lower()}"
+
+    @property
     def has_password(self) -> bool:
         return bool(self.password_ciphertext)
 

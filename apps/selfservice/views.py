@@ -28,6 +28,7 @@ from apps.sync.models import JobStatus, SyncJob
 from apps.sync.reports import job_losses
 
 QUEUED_HINT = gettext_lazy("The copy has not started yet, please wait.")
+SAME_MAILBOX = gettext_lazy("This is the source mailbox itself: choose another mailbox as the destination of the copy.")
 SESSION_KEYS = {"source": "source_account_id", "destination": "destination_account_id"}
 STATUS_SALT = "imapcopy.status-link"
 
@@ -78,6 +79,11 @@ def _account_step(request, role: str):
                 security=data["imap_security"],
                 password=data["password"],
             )
+            source = session_account(request, "source") if role == "destination" else None
+            if source is not None and source.mailbox_identity == new_account.mailbox_identity:
+                new_account.delete()
+                form.add_error(None, SAME_MAILBOX)
+                return render(request, template, {"form": form, "role": role, "error_code": "same_mailbox"})
             outcome = check_account(new_account)
             if outcome.ok:
                 previous = request.session.get(SESSION_KEYS[role])
@@ -146,6 +152,9 @@ def synchronize_step(request):
         except services.JobAlreadyActive:
             messages.error(request, _("A synchronization job already exists for this account."))
             return redirect("selfservice:synchronize")
+        except services.SameMailbox:
+            messages.error(request, SAME_MAILBOX)
+            return redirect("selfservice:destination")
         for key in SESSION_KEYS.values():
             request.session.pop(key, None)
         messages.success(

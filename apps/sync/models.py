@@ -31,6 +31,9 @@ class SyncJob(models.Model):
     # The normalized source address, kept on the job so that the one-active-job rule is a
     # database constraint and the public status lookup needs no join.
     source_address = models.CharField(_("source address"), max_length=254, db_index=True)
+    # The source mailbox itself (login @ server, normalised): one active copy per mailbox, whatever
+    # address was typed (anyone can type someone's address; only the login was verified).
+    source_mailbox = models.CharField(_("source mailbox"), max_length=600, blank=True, default="")
     status = models.CharField(_("status"), max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     language = models.CharField(_("language"), max_length=10, default="en")
 
@@ -83,9 +86,9 @@ class SyncJob(models.Model):
         verbose_name_plural = _("synchronization jobs")
         constraints = [
             models.UniqueConstraint(
-                fields=["source_address"],
+                fields=["source_mailbox"],
                 condition=models.Q(status__in=["queued", "running"]),
-                name="one_active_job_per_source",
+                name="one_active_job_per_source_mailbox",
                 violation_error_message=_("A synchronization job already exists for this account."),
             ),
         ]

@@ -26,6 +26,10 @@ class JobAlreadyActive(Exception):
     """The source account already has a queued or running job."""
 
 
+class SameMailbox(Exception):
+    """The destination is the source mailbox itself."""
+
+
 class InvalidJobState(Exception):
     """The job is not in a state that allows this operation."""
 
@@ -61,20 +65,27 @@ def _enqueue_after_commit(job: SyncJob) -> None:
 def job_create(*, source: MailAccount, destination: MailAccount, language: str = "en", enqueue: bool = True) -> SyncJob:
     """Create a queued job and enqueue it once the transaction commits.
 
-    Raises JobAlreadyActive when the source account has a queued or running job, also when
-    two requests race: the database's partial unique index decides.
+    Raises JobAlreadyActive when the source mailbox (its login on its server, whatever address
+    was typed) has a queued or running job, also when two requests race: the database's partial
+    unique index decides; SameMailbox when the destination is the source itself.
     """
     address = normalize_address(source.email_address)
+    mailbox = source.mailbox_identity
+    if mailbox == destination.mailbox_identity:
+        raise SameMailbox(mailbox)
     try:
         with transaction.atomic():
-            job = SyncJob(source=source, destination=destination, source_address=address, language=language)
+            job = SyncJob(
+                source=source, destination=destination, source_address=address, source_mailbox=mailbox,
+                language=language,
+            )  # fmt: skip
             job.save()
             if enqueue:
                 job.rq_job_id = _new_rq_job_id(job)
                 job.save(update_fields=["rq_job_id"])
                 _enqueue_after_commit(job)
     except IntegrityError:
-        if SyncJob.objects.filter(source_address=address, status__in=ACTIVE_STATUSES).exists():
+        if SyncJob.objects.filter(source_mailbox=mailbox, status__in=ACTIVE_STATUSES).exists():
             raise JobAlreadyActive(address) from None
         raise
     logger.info("job %s created", job.pk)

@@ -160,3 +160,11 @@ def test_a_planted_session_id_does_not_give_the_attacker_the_verified_account(cl
     response = attacker.get(reverse("selfservice:destination"))
     assert user.login not in response.content.decode()
     assert response.status_code == 302  # sent back to the source step: no verified source here
+
+
+def test_the_source_mailbox_cannot_be_its_own_destination(client, source_user):
+    server, user = source_user
+    validate(client, "source", server, user)
+    response = validate(client, "destination", server, user)
+    assert "This is the source mailbox itself" in response.content.decode()
+    assert MailAccount.objects.count() == 1  # the source only: nothing kept of the refused one

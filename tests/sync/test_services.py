@@ -25,6 +25,39 @@ def test_second_job_for_the_same_source_is_refused(accounts, make_account):
 
 
 @pytest.mark.django_db
+def test_one_active_job_per_source_mailbox_whatever_address_is_typed(make_account):
+    """The mailbox is its login on its server: typing another address does not start a second
+    copy of it beside the first."""
+    destination = make_account("dest@example.net")
+    first = make_account("alice@example.org", login="alice", host="imap.example.org")
+    services.job_create(source=first, destination=destination)
+    same_mailbox = make_account("someone-else@example.com", login="ALICE", host="IMAP.Example.org.")
+    with pytest.raises(services.JobAlreadyActive):
+        services.job_create(source=same_mailbox, destination=destination)
+    assert SyncJob.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_typing_someones_address_does_not_block_their_copy(make_account):
+    """An attacker who types the victim's address over their own (slow) server does not lock the
+    victim out: the victim's mailbox is another one."""
+    destination = make_account("dest@example.net")
+    attacker = make_account("victim@example.org", login="attacker", host="slow.attacker.example")
+    services.job_create(source=attacker, destination=destination)
+    victim = make_account("victim@example.org", login="victim@example.org", host="imap.example.org")
+    assert services.job_create(source=victim, destination=destination).status == JobStatus.QUEUED
+
+
+@pytest.mark.django_db
+def test_the_destination_cannot_be_the_source_mailbox_itself(make_account):
+    source = make_account("alice@example.org", login="alice", host="imap.example.org")
+    itself = make_account("alice.other@example.org", login="Alice", host="imap.example.org")
+    with pytest.raises(services.SameMailbox):
+        services.job_create(source=source, destination=itself)
+    assert not SyncJob.objects.exists()
+
+
+@pytest.mark.django_db
 def test_an_ended_job_lets_a_new_one_start(accounts):
     source, destination = accounts
     first = services.job_create(source=source, destination=destination)

@@ -335,6 +335,8 @@ class Command(BaseCommand):
             )
         except services.JobAlreadyActive:
             raise FatalError("a synchronization job already exists for this source account") from None
+        except services.SameMailbox:
+            raise FatalError("the destination is the source mailbox itself") from None
 
 
 def _message_json(message) -> dict:
