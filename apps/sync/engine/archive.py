@@ -15,11 +15,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .connection import MailboxState, Response, Session, quote
+from .connection import FETCH_UID, MailboxState, Response, Session, quote
 from .fingerprint import fetch_fingerprints, match_present
 from .folders import Folder
 
-_UID = re.compile(rb"[( ]UID (\d+)")
 _ID_PATTERNS = {
     b"X-GM-MSGID": re.compile(rb"X-GM-MSGID (\d+)"),
     b"EMAILID": re.compile(rb"EMAILID \(([A-Za-z0-9_-]{1,255})\)"),
@@ -95,7 +94,7 @@ def _ids_by_folder(
 
             def collect(resp: Response, found=found, tick=tick) -> None:
                 tick()
-                uid, mid = _UID.search(resp.text), pattern.search(resp.text)
+                uid, mid = FETCH_UID.search(resp.text), pattern.search(resp.text)
                 if uid and mid:
                     found[int(uid.group(1))] = mid.group(1)
 

@@ -30,6 +30,12 @@ log = logging.getLogger("imapcopy.engine")
 
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\+?\}\r\n$")
 _RESP_CODE = re.compile(rb"^\[([A-Z0-9.-]+)(?: ([^\]]*))?\]")
+# Items of a FETCH response, shared by everything that reads one.
+FETCH_START = re.compile(rb"^\* \d+ FETCH ")
+FETCH_UID = re.compile(rb"[( ]UID (\d+)")
+FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+FETCH_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
+FETCH_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 _MAX_LINE = 10 * 1024 * 1024
 # What a server may send, so that a hostile or broken one cannot exhaust memory or time: a bigger
 # literal is refused before any of it is read, a longer line or answer ends the connection.

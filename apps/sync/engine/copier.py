@@ -671,9 +671,7 @@ class _CopyRun:
                 out.append(task)
                 continue
             src.select(task.plan.source.raw, readonly=True)
-            sizes = fetch_sizes(src, task.start_uid)
-            if task.only_uids is not None:
-                sizes = [(uid, size) for uid, size in sizes if uid in task.only_uids]
+            sizes = fetch_sizes(src, task.start_uid, task.only_uids)
             pieces = min(8, max(1, round(sum(size for _, size in sizes) / target)))
             if pieces < 2 or len(sizes) < 2 * pieces:
                 out.append(task)

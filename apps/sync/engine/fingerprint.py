@@ -23,7 +23,7 @@ from datetime import datetime
 from email.header import decode_header, make_header
 from email.utils import mktime_tz, parseaddr, parsedate_tz
 
-from .connection import Response, Session, uid_set
+from .connection import FETCH_INTERNALDATE, FETCH_SIZE, FETCH_START, FETCH_UID, Response, Session, uid_set
 
 FINGERPRINT_HEADERS = b"MESSAGE-ID DATE FROM TO SUBJECT"
 FINGERPRINT_FETCH = b"(UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (" + FINGERPRINT_HEADERS + b")])"
@@ -185,12 +185,6 @@ def set_aside(present: list[Fingerprint], known: Iterable[tuple[int, Fingerprint
     return remaining
 
 
-_FETCH_START = re.compile(rb"^\* \d+ FETCH ")
-_UID = re.compile(rb"[( ]UID (\d+)")
-_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
-_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
-
-
 def fetch_fingerprints(
     session: Session, uids: list[int] | None, from_uid: int = 1, upto: int | None = None
 ) -> list[tuple[int, Fingerprint]]:
@@ -208,8 +202,9 @@ def fetch_fingerprints(
 
     def collect(resp: Response) -> None:
         tick()
-        if _FETCH_START.match(resp.text) and resp.literals:
-            uid, size, date = _UID.search(resp.text), _SIZE.search(resp.text), _INTERNALDATE.search(resp.text)
+        if FETCH_START.match(resp.text) and resp.literals:
+            text = resp.text
+            uid, size, date = FETCH_UID.search(text), FETCH_SIZE.search(text), FETCH_INTERNALDATE.search(text)
             if uid and size and date and int(uid.group(1)) >= from_uid:
                 header = resp.literals[0]
                 found[int(uid.group(1))] = (fingerprint(int(size.group(1)), date.group(1).decode(), header), header)
@@ -221,8 +216,8 @@ def fetch_fingerprints(
 
         def collect_body(resp: Response) -> None:
             tick()
-            if _FETCH_START.match(resp.text) and resp.literals:
-                uid = _UID.search(resp.text)
+            if FETCH_START.match(resp.text) and resp.literals:
+                uid = FETCH_UID.search(resp.text)
                 if uid and int(uid.group(1)) in found:
                     fp, header = found[int(uid.group(1))]
                     found[int(uid.group(1))] = (with_body(fp, header, resp.literals[0]), header)

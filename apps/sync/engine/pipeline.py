@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import default as email_policy
 
-from .connection import Response, Session, expand_uid_set, quote, uid_set
+from .connection import (
+    FETCH_FLAGS,
+    FETCH_INTERNALDATE,
+    FETCH_SIZE,
+    FETCH_START,
+    FETCH_UID,
+    Response,
+    Session,
+    expand_uid_set,
+    quote,
+    uid_set,
+)
 from .errors import EngineError, ErrorCode, TransientError
 from .fingerprint import (
     Fingerprint,
@@ -27,11 +37,6 @@ from .stored import RewriteWatch, check_stored
 
 log = logging.getLogger("imapcopy.engine")
 
-_FETCH_START = re.compile(rb"^\* \d+ FETCH ")
-_UID = re.compile(rb"[( ]UID (\d+)")
-_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
-_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
-_DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 MAX_MESSAGES_PER_BATCH = 2000
 
 
@@ -199,16 +204,16 @@ class _Stopped(Exception):
     pass
 
 
-def fetch_sizes(session: Session, start_uid: int) -> list[tuple[int, int]]:
-    """(uid, size) of every message with UID >= start_uid, in UID order."""
+def fetch_sizes(session: Session, start_uid: int, only: set[int] | None = None) -> list[tuple[int, int]]:
+    """(uid, size) of every message with UID >= start_uid (and in `only`, if given), in UID order."""
     found: list[tuple[int, int]] = []
     tick = session.answer_guard(session.selected_exists)
 
     def collect(resp: Response) -> None:
         tick()
-        if _FETCH_START.match(resp.text):
-            uid, size = _UID.search(resp.text), _SIZE.search(resp.text)
-            if uid and size and int(uid.group(1)) >= start_uid:
+        if FETCH_START.match(resp.text):
+            uid, size = FETCH_UID.search(resp.text), FETCH_SIZE.search(resp.text)
+            if uid and size and int(uid.group(1)) >= start_uid and (only is None or int(uid.group(1)) in only):
                 found.append((int(uid.group(1)), int(size.group(1))))
 
     done = session.command(b"UID FETCH %d:* (UID RFC822.SIZE)" % start_uid, collect)
@@ -224,7 +229,7 @@ def fetch_summary(session: Session, uid: int) -> tuple[str | None, str | None]:
 
     def collect(resp: Response) -> None:
         tick()
-        if not found and _FETCH_START.match(resp.text) and resp.literals:
+        if not found and FETCH_START.match(resp.text) and resp.literals:
             found.append(resp.literals[0])
 
     session.command(b"UID FETCH %d (BODY.PEEK[HEADER.FIELDS (DATE SUBJECT)])" % uid, collect)
@@ -248,9 +253,9 @@ def header_summary(header_block: bytes) -> tuple[str | None, str | None]:
 
 
 def parse_message(resp: Response) -> Message | None:
-    if not _FETCH_START.match(resp.text) or not resp.literals:
+    if not FETCH_START.match(resp.text) or not resp.literals:
         return None
-    uid, flags, date = _UID.search(resp.text), _FLAGS.search(resp.text), _DATE.search(resp.text)
+    uid, flags, date = FETCH_UID.search(resp.text), FETCH_FLAGS.search(resp.text), FETCH_INTERNALDATE.search(resp.text)
     if not (uid and date):
         return None
     flag_list = [f for f in (flags.group(1).split() if flags else []) if f.lower() != b"\\recent"]
@@ -320,9 +325,7 @@ class Reader(threading.Thread):
         if task.segment is not None:
             sizes = task.segment.sizes
         else:
-            sizes = fetch_sizes(s, task.start_uid) if state.exists else []
-            if task.only_uids is not None:
-                sizes = [(uid, size) for uid, size in sizes if uid in task.only_uids]
+            sizes = fetch_sizes(s, task.start_uid, task.only_uids) if state.exists else []
         if task.present:
             upto = task.reconcile_upto
             candidates = [uid for uid, _ in sizes if upto is None or uid <= upto]

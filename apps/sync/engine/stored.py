@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from .connection import Response, Session, quote, uid_set
+from .connection import FETCH_INTERNALDATE, FETCH_UID, Response, Session, quote, uid_set
 from .fingerprint import internaldate_epoch
 
 if TYPE_CHECKING:
@@ -60,8 +60,6 @@ class RewriteWatch:
                 self._rewritten.update(kinds)
 
 
-_UID = re.compile(rb"[( ]UID (\d+)")
-_DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 # Every message is of this kind: whether the destination keeps the date given in APPEND (some
 # servers store the arrival time instead).  Only its INTERNALDATE is read back.
 DATE = "date"
@@ -94,7 +92,7 @@ def check_stored(
 
     def collect(resp: Response) -> None:
         tick()
-        uid, date = _UID.search(resp.text), _DATE.search(resp.text)
+        uid, date = FETCH_UID.search(resp.text), FETCH_INTERNALDATE.search(resp.text)
         if uid is None or date is None:
             return
         uid_number = int(uid.group(1))
