@@ -5,7 +5,7 @@ Starts a private Redis, a database (fresh SQLite file, or a PostgreSQL database 
 name given and dropped at the end) holding --jobs ended jobs, and `gunicorn portal.wsgi` with
 DEBUG off, then runs wrk (Debian's `wrk`) for --duration seconds against each endpoint:
 
-  status-lookup   GET /status/?address=…       the public lookup form, a random known address each time
+  status-lookup   POST /status/ address=…      the public lookup (CSRF), a random known address each time
   status-page     GET /status/<token>/         a job's private status page
   status-progress GET /status/<token>/progress/ the JSON the status page polls
   source-form     GET /                        the first step of the customer form
@@ -13,6 +13,12 @@ DEBUG off, then runs wrk (Debian's `wrk`) for --duration seconds against each en
                                                (re-rendered with errors; no IMAP connection test)
 
 and prints requests/s, latency p50/p95/p99 and errors (non-2xx/3xx answers, socket errors).
+
+Then the status endpoints again while --attackers clients (default 2, each its own address behind a
+trusted proxy) hammer the connection test at a silent port (a TCP listener that never answers, as
+a filtered port or a hung server): the tests run on the checks queue (2 check workers, as
+`runportal` starts them), so the pages should keep their usual latency; the attackers' answers
+(302 queued, 429 refused: too many tests in flight) are counted.
 The portal's rate limits are raised (IMAPCOPY_RATE_LIMIT_FACTOR) since every request comes from
 127.0.0.1; wrk runs on the same machine and takes CPU from gunicorn.
 
@@ -24,13 +30,19 @@ The portal's rate limits are raised (IMAPCOPY_RATE_LIMIT_FACTOR) since every req
 from __future__ import annotations
 
 import argparse
+import collections
+import http.client
 import json
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -51,8 +63,14 @@ end
 
 LOOKUP = """
 local n = {jobs}
+local headers = {{
+  ["Content-Type"] = "application/x-www-form-urlencoded",
+  ["Cookie"] = "csrftoken={cookie}",
+  ["Referer"] = "{base}/status/",
+}}
 request = function()
-  return wrk.format("GET", "/status/?address=customer" .. math.random(0, n - 1) .. "%40example.org")
+  local body = "csrfmiddlewaretoken={token}&address=customer" .. math.random(0, n - 1) .. "%40example.org"
+  return wrk.format("POST", "/status/", headers, body)
 end
 """
 
@@ -101,6 +119,57 @@ def seed(jobs: int) -> tuple[str, str]:
     return status_url(job), "customer0@example.org"
 
 
+class SilentServer:
+    """Accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.held.append(self.listener.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+def attack(port: int, silent_port: int, client_ip: str, stop: threading.Event, outcomes: collections.Counter):
+    """One client posting the connection test at the silent port, over and over, each time from a
+    fresh session (as a script would), as fast as the portal answers."""
+    while not stop.is_set():
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            headers = {"X-Forwarded-For": client_ip}
+            connection.request("GET", "/", headers=headers)
+            response = connection.getresponse()
+            page = response.read().decode()
+            cookie = next(v.split(";", 1)[0] for k, v in response.getheaders() if k.lower() == "set-cookie"
+                          and v.startswith("csrftoken="))  # fmt: skip
+            body = urllib.parse.urlencode({
+                "csrfmiddlewaretoken": CSRF.search(page).group(1), "provider": OTHER.search(page).group(1),
+                "login": "victim@example.org", "password": "guess", "host": "127.0.0.1",
+                "port": str(silent_port), "security": "none",
+            })  # fmt: skip
+            headers.update({"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded",
+                            "Referer": f"http://127.0.0.1:{port}/"})  # fmt: skip
+            connection.request("POST", "/", body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            outcomes[response.status] += 1
+            connection.close()
+        except (OSError, StopIteration, AttributeError):
+            outcomes["error"] += 1
+            time.sleep(0.1)
+
+
 def run_wrk(url: str, script: str, work: Path, name: str, args) -> dict:
     path = work / f"{name}.lua"
     path.write_text(script + DONE)
@@ -135,6 +204,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=10_000, help="ended jobs in the database (default 10,000)")
     ap.add_argument("--database-url", help="postgres://user@host:port/NEWDB (created and dropped) or sqlite:///path")
     ap.add_argument("--only", help="comma-separated endpoint names")
+    ap.add_argument("--attackers", type=int, default=2, help="clients hammering the connection test (0: none)")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, SQLite file)")
     args = ap.parse_args()
@@ -151,7 +221,13 @@ def main() -> int:
         redis, redis_url = harness.start_private_redis(work)
         database.create()
         port = harness.free_port()
-        env = harness.production_env(work, database_url=database.url, redis_url=redis_url, site_port=port)
+        env = harness.production_env(
+            work, database_url=database.url, redis_url=redis_url, site_port=port,
+            # The attackers: each its own address behind our "proxy", allowed to reach the silent
+            # port on loopback; their connection tests end after 15 s, as in production.
+            TRUSTED_PROXIES="127.0.0.1", IMAPCOPY_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8", IMAPCOPY_IMAP_PORTS="any",
+            IMAPCOPY_ALLOW_PLAINTEXT_IMAP="true",
+        )  # fmt: skip
         harness.manage(env, "migrate", "-v0")
         harness.manage(env, "collectstatic", "--noinput", "-v0")
         harness.django_in_process(env)
@@ -172,7 +248,7 @@ def main() -> int:
         token, provider = CSRF.search(page).group(1), OTHER.search(page).group(1)
         post_invalid = POST_INVALID.format(cookie=cookie, token=token, provider=provider, base=base)
         endpoints = {
-            "status-lookup": (base + "/", LOOKUP.format(jobs=args.jobs)),
+            "status-lookup": (base + "/", LOOKUP.format(jobs=args.jobs, cookie=cookie, token=token, base=base)),
             "status-page": (base + status_path, ""),
             "status-progress": (base + status_path + "progress/", ""),
             "source-form": (base + "/", ""),
@@ -195,6 +271,42 @@ def main() -> int:
             results.append(r)
             print(f"{name:<16} {r['rps']:>8} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} "
                   f"{r['non_2xx_3xx']:>11} {r['socket_errors']:>8}   ({r['load_after']})", flush=True)  # fmt: skip
+        if args.attackers:
+            silent = SilentServer()
+            names = harness.manage(
+                env, "shell", "-v0", "-c", "from django.conf import settings as s; print(s.CHECK_QUEUE)"
+            )
+            for number in range(2):
+                cmd = [harness.PYTHON, "manage.py", "rqworker", names.stdout.strip()]
+                procs.start(f"checks-{number}", cmd, env, work / f"checks-{number}.log", (signal.SIGINT, signal.SIGINT))
+            stop, outcomes = threading.Event(), collections.Counter()
+            attackers = [
+                threading.Thread(target=attack, args=(port, silent.port, f"203.0.113.{n + 1}", stop, outcomes))
+                for n in range(args.attackers)
+            ]
+            for thread in attackers:
+                thread.start()
+            time.sleep(5)  # the checks workers are busy with the silent port by now
+            try:
+                for name in ("status-page", "status-progress", "status-lookup", "source-form"):
+                    if name not in endpoints:
+                        continue
+                    url, script = endpoints[name]
+                    r = run_wrk(url, script, work, f"{name}+attack", args)
+                    results.append(r)
+                    print(f"{r['endpoint']:<16} {r['rps']:>8} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} "
+                          f"{r['max_ms']:>8} {r['non_2xx_3xx']:>11} {r['socket_errors']:>8}   ({r['load_after']})",
+                          flush=True)  # fmt: skip
+            finally:
+                stop.set()
+                for thread in attackers:
+                    thread.join(timeout=90)
+                silent.close()
+            held = len(silent.held)
+            print(
+                f"attackers: {args.attackers} clients posted {sum(outcomes.values())} connection tests to a silent "
+                f"port: {dict(outcomes)} (302 queued, 429 refused); {held} connections reached the silent port"
+            )
         print(json.dumps(results))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))

@@ -275,8 +275,9 @@ def main() -> int:
             reconnected = sorted({job for (job, side), n in connected.items() if n != 1})
             recovered = JobEvent.objects.filter(kind="recovered").count()
             import django_rq
+            from django.conf import settings
 
-            failed_rq = django_rq.get_queue("copies").failed_job_registry.count
+            failed_rq = django_rq.get_queue(settings.COPY_QUEUE).failed_job_registry.count
             reports = len(list((work / "sent-mail").glob("*"))) if (work / "sent-mail").exists() else 0
 
             by_login = {c.source.login: c for c in customers}

@@ -208,8 +208,12 @@ def start_gunicorn(procs: Processes, env: dict, port: int, workers: int, log: Pa
 
 
 def start_workers(procs: Processes, env: dict, count: int, logdir: Path) -> list[subprocess.Popen]:
-    """`manage.py rqworker copies checks`, as runportal and the README start them."""
-    cmd = [PYTHON, "manage.py", "rqworker", "copies", "checks"]
+    """`manage.py rqworker <copy queue> <check queue>`, as runportal and the README start them."""
+    # The names carry the installation's name (IMAPCOPY_INSTANCE): ask the settings for them.
+    names = manage(
+        env, "shell", "-v0", "-c", "from django.conf import settings as s; print(s.COPY_QUEUE, s.CHECK_QUEUE)"
+    )
+    cmd = [PYTHON, "manage.py", "rqworker", *names.stdout.split()]
     stop = (signal.SIGINT, signal.SIGINT)  # warm, then cold shutdown, as runportal does
     return [procs.start(f"rqworker-{i}", cmd, env, logdir / f"rqworker-{i}.log", stop) for i in range(count)]
 

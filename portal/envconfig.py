@@ -66,10 +66,39 @@ def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Networ
     return networks
 
 
+def env_ports(name: str, default: list[int]) -> list[int] | None:
+    """A comma-separated list of TCP ports ("143,993"), or "any" for no restriction (None)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return list(default)
+    if raw.strip().lower() == "any":
+        return None
+    ports = []
+    for item in env_list(name):
+        if not item.isdigit() or not 1 <= int(item) <= 65535:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not a TCP port (1-65535) or 'any'")
+        ports.append(int(item))
+    if not ports:
+        raise ImproperlyConfigured(f"{name} must list at least one port, or be 'any'")
+    return ports
+
+
 def env_choice(name: str, default: str, choices: list[str] | tuple[str, ...]) -> str:
     value = os.environ.get(name, default)
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def env_slug(name: str, default: str, *, max_length: int = 30) -> str:
+    """A short name of lowercase letters, digits and hyphens (it goes into Redis keys and ids)."""
+    import re
+
+    value = os.environ.get(name, default)
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", value) or len(value) > max_length:
+        raise ImproperlyConfigured(
+            f"{name} must be 1 to {max_length} lowercase letters, digits or inner hyphens, got {value!r}"
+        )
     return value
 
 

@@ -20,6 +20,8 @@ from portal.envconfig import (
     env_int,
     env_list,
     env_networks,
+    env_ports,
+    env_slug,
     env_str,
     env_url,
     local_secret,
@@ -135,8 +137,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Queues ---------------------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
-COPY_QUEUE = "copies"
-CHECK_QUEUE = "checks"
+# Several installations (production and staging, two brands) may share one Redis: each names its
+# queues, cache keys and RQ job ids after itself, so that no worker runs another's jobs.
+# At most 24 characters: RQ job ids ("<instance>-sync-<job>-<random>") must fit in 64.
+IMAPCOPY_INSTANCE = env_slug("IMAPCOPY_INSTANCE", "imapcopy", max_length=24)
+COPY_QUEUE = f"{IMAPCOPY_INSTANCE}-copies"
+CHECK_QUEUE = f"{IMAPCOPY_INSTANCE}-checks"
 COPY_JOB_TIMEOUT = env_int("COPY_JOB_TIMEOUT", 48 * 3600, minimum=60)
 RQ_QUEUES = {
     COPY_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": COPY_JOB_TIMEOUT},
@@ -148,7 +154,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "imapcopy",
+        "KEY_PREFIX": IMAPCOPY_INSTANCE,
     }
 }
 
@@ -168,6 +174,16 @@ IMAPCOPY_CA_FILE = env_str("IMAPCOPY_CA_FILE") or None
 # Unencrypted IMAP sends the customer's password in clear: refused unless this is on.
 IMAPCOPY_ALLOW_PLAINTEXT_IMAP = env_bool("IMAPCOPY_ALLOW_PLAINTEXT_IMAP", False)
 CONNECTION_TEST_SECONDS = env_int("CONNECTION_TEST_SECONDS", 15, minimum=3, maximum=60)
+# Connection tests run on the checks queue, never in a web worker: a silent server would hold one
+# for the whole test. The page waits for the result; past these limits a customer is asked to wait.
+# Tests in flight per client (address, or its /64), and connection tests waiting in the queue in all.
+IMAPCOPY_CONNECTION_TESTS_PER_CLIENT = env_int("IMAPCOPY_CONNECTION_TESTS_PER_CLIENT", 2, minimum=1)
+IMAPCOPY_CONNECTION_TEST_QUEUE_LIMIT = env_int("IMAPCOPY_CONNECTION_TEST_QUEUE_LIMIT", 50, minimum=1)
+# Queued or running copies that one client may have started.
+IMAPCOPY_ACTIVE_JOBS_PER_CLIENT = env_int("IMAPCOPY_ACTIVE_JOBS_PER_CLIENT", 3, minimum=1)
+# The ports a customer may give for an IMAP server, so that the form is no port scanner; "any" lifts
+# the limit (tests and the demo, whose servers listen on other ports).
+IMAPCOPY_IMAP_PORTS = env_ports("IMAPCOPY_IMAP_PORTS", [143, 993])
 # A copy gives up waiting for an IMAP server's answer (or for room to send) after this long
 # and reconnects; a server that keeps not answering fails the job with the code `timeout`.
 IMAPCOPY_IMAP_TIMEOUT_SECONDS = env_int("IMAPCOPY_IMAP_TIMEOUT_SECONDS", 60, minimum=1, maximum=3600)
@@ -199,6 +215,9 @@ IMAPCOPY_RETENTION_DAYS = env_int("IMAPCOPY_RETENTION_DAYS", 90, minimum=1)
 IMAPCOPY_RATE_LIMIT_FACTOR = env_int("IMAPCOPY_RATE_LIMIT_FACTOR", 1, minimum=1)
 # How long the private status link of a job stays valid.
 IMAPCOPY_STATUS_LINK_DAYS = env_int("IMAPCOPY_STATUS_LINK_DAYS", 30, minimum=1)
+# How long the link that confirms a report address (one the destination login does not prove)
+# stays valid; the private status page can send a new one.
+IMAPCOPY_REPORT_CONFIRMATION_DAYS = env_int("IMAPCOPY_REPORT_CONFIRMATION_DAYS", 7, minimum=1)
 # Failed and cancelled jobs keep their credentials this long so staff can retry them;
 # finished jobs erase them at once.
 IMAPCOPY_CREDENTIAL_GRACE_HOURS = env_int("IMAPCOPY_CREDENTIAL_GRACE_HOURS", 24, minimum=0)
@@ -269,6 +288,11 @@ X_FRAME_OPTIONS = "DENY"
 if env_bool("USE_X_FORWARDED_PROTO", False):
     # Only behind a proxy that sets the header itself; otherwise clients could forge it.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The reverse proxies in front of the portal ("10.0.0.5,2001:db8::/64"). Rate limits key on the
+# client: behind a proxy REMOTE_ADDR is the proxy's, shared by every customer, so a request from
+# one of these takes the right-most X-Forwarded-For hop that is not itself one of these. Empty:
+# X-Forwarded-For is ignored, as anybody can write it.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -45,6 +45,13 @@ def pytest_configure(config):
     import ipaddress
 
     settings.IMAPCOPY_ALLOWED_PRIVATE_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
+    # Dovecot listens on free ports, not on 143/993.
+    settings.IMAPCOPY_IMAP_PORTS = None
+    # The web tier's connection tests run inline, in the request, in tests that use Django's
+    # client or live_server (whose rows a worker process could not see inside a test's
+    # transaction); tests/selfservice/test_connection_test_queue.py runs them on real workers
+    # behind gunicorn.
+    settings.RQ_QUEUES[settings.CHECK_QUEUE]["ASYNC"] = False
 
 
 def pytest_unconfigure(config):
@@ -88,6 +95,7 @@ def subprocess_env() -> dict[str, str]:
         "DATABASE_URL": database_url,
         "REDIS_URL": settings.REDIS_URL,
         "IMAPCOPY_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8",
+        "IMAPCOPY_IMAP_PORTS": "any",
         "CREDENTIAL_KEYS": ",".join(settings.CREDENTIAL_KEYS),
         "SECRET_KEY": settings.SECRET_KEY,
         "PYTHONUNBUFFERED": "1",

@@ -1,7 +1,7 @@
 """The live connection test of the customer form: log in, count folders and messages.
 
-Runs in the web process with a hard deadline, so a server that stalls cannot hold a web
-worker longer than CONNECTION_TEST_SECONDS."""
+Runs on the checks queue (apps.mailboxes.jobs), never in a web worker, with a hard deadline of
+CONNECTION_TEST_SECONDS, so a server that stalls holds one check worker for that long at most."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import threading
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from apps.mailboxes.endpoints import endpoint_for
@@ -55,7 +54,7 @@ def _probe_with_deadline(endpoint: engine.Endpoint, deadline: float) -> engine.M
 
 @sensitive_variables()
 def check_account(account: MailAccount) -> CheckOutcome:
-    """Test the account's connection and record what was found on it."""
+    """Test the account's connection; the caller records the outcome."""
     deadline = settings.CONNECTION_TEST_SECONDS
     try:
         endpoint = endpoint_for(account, timeout=max(2.0, deadline - 2))
@@ -73,11 +72,4 @@ def check_account(account: MailAccount) -> CheckOutcome:
         return CheckOutcome(ok=False, error_code="internal_error")
     finally:
         del endpoint
-    MailAccount.objects.filter(pk=account.pk).update(
-        verified_at=timezone.now(),
-        found_folders=summary.folders,
-        found_messages=summary.messages,
-        found_bytes=summary.bytes,
-    )
-    account.refresh_from_db()
     return CheckOutcome(ok=True, folders=summary.folders, messages=summary.messages, bytes=summary.bytes)

@@ -27,6 +27,12 @@ class MailAccount(models.Model):
     found_messages = models.PositiveIntegerField(_("messages found"), null=True, blank=True)
     found_bytes = models.PositiveBigIntegerField(_("bytes found"), null=True, blank=True)
     password_erased_at = models.DateTimeField(_("password erased"), null=True, blank=True)
+    # The connection test runs on the checks queue: when it was asked for, and how it failed.
+    check_requested_at = models.DateTimeField(_("connection test requested"), null=True, blank=True)
+    check_error_code = models.CharField(_("connection test error"), max_length=40, blank=True)
+    # Who entered the account, as a keyed hash of the client's address (never the address itself):
+    # enough to cap the connection tests and copies one client may have running.
+    created_from = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -47,6 +53,10 @@ class MailAccount(models.Model):
         """Which mailbox this is, whatever address the customer typed: the login on the server
         (case and a trailing dot of the host name do not make another mailbox)."""
         return f"{self.login.strip().lower()}@{self.host.strip().rstrip('.').lower()}"
+
+    @property
+    def check_pending(self) -> bool:
+        return self.check_requested_at is not None and self.verified_at is None and not self.check_error_code
 
     @property
     def has_password(self) -> bool:

@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from apps.providers.checks import check_provider_server
 from apps.providers.models import Provider
@@ -28,13 +28,25 @@ class ProviderAdmin(admin.ModelAdmin):
         # Accounts and jobs refer to providers: deactivate instead.
         return request.user.is_superuser
 
-    @admin.action(description=_("Check that the servers answer"), permissions=["view"])
+    def has_check_permission(self, request) -> bool:
+        # Operators only: the check makes the portal connect somewhere, support only looks.
+        return request.user.has_perm("providers.check_provider")
+
+    @admin.action(description=_("Check that the servers answer"), permissions=["check"])
     def check_servers(self, request, queryset):
         for provider in queryset:
             result = check_provider_server(provider)
             level = messages.SUCCESS if result.ok else messages.ERROR
             self.message_user(
-                request, f"{provider.name} ({provider.imap_host}:{provider.imap_port}): {result.summary}", level
+                request,
+                gettext("%(provider)s (%(host)s:%(port)s): %(outcome)s")
+                % {
+                    "provider": provider.name,
+                    "host": provider.imap_host,
+                    "port": provider.imap_port,
+                    "outcome": result.summary,
+                },
+                level,
             )
 
     @admin.action(description=_("Show to customers"), permissions=["change"])

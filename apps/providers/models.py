@@ -88,6 +88,7 @@ class Provider(models.Model):
                 name="provider_port_in_range",
             ),
         ]
+        permissions = [("check_provider", _("Can check that providers' servers answer"))]
 
     def __str__(self) -> str:
         return self.name

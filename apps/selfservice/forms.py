@@ -89,6 +89,18 @@ class AccountForm(forms.Form):
             port = cleaned.get("port") or (provider.imap_port if host == provider.imap_host else default_port)
         else:
             host, port, security = provider.imap_host, provider.imap_port, provider.security
+        allowed_ports = settings.IMAPCOPY_IMAP_PORTS
+        if host and allowed_ports is not None and port not in allowed_ports and host != provider.imap_host:
+            # The form must not become a port scanner: only the ports IMAP servers listen on.
+            ports = ", ".join(str(number) for number in sorted(allowed_ports))
+            self.add_error(
+                "port",
+                forms.ValidationError(
+                    _("Only these ports can be used for an IMAP server: %(ports)s."),
+                    code="port",
+                    params={"ports": ports},
+                ),
+            )
         cleaned.update(imap_host=host, imap_port=port, imap_security=security)
 
         address = cleaned.get("email_address")

@@ -11,7 +11,7 @@ from django.http import HttpResponse
 from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
 from django.utils.html import escape, format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -19,7 +19,7 @@ from django.utils.translation import ngettext
 from apps.providers.models import Provider
 from apps.sync import services
 from apps.sync.error_messages import error_message
-from apps.sync.models import FolderProgress, JobEvent, JobStatus, SyncJob
+from apps.sync.models import FolderProgress, JobEvent, JobStatus, ReportProof, SyncJob
 
 MAX_EVENTS_SHOWN = 500
 
@@ -180,7 +180,17 @@ class SyncJobAdmin(admin.ModelAdmin):
         (_("Times"), {"fields": ["created_at", "started_at", "progress_at", "finished_at"]}),
         (
             _("Outcome"),
-            {"fields": ["error_code", "error_text", "error_side", "error_detail", "report_sent_at", "report"]},
+            {
+                "fields": [
+                    "error_code",
+                    "error_text",
+                    "error_side",
+                    "error_detail",
+                    "report_recipient",
+                    "report_sent_at",
+                    "report",
+                ]
+            },
         ),
         (_("Losses"), {"fields": ["losses"]}),
         (_("Queue"), {"fields": ["rq_job_id", "worker_name", "attempts"]}),
@@ -265,6 +275,25 @@ class SyncJobAdmin(admin.ModelAdmin):
     def error_text(self, job: SyncJob):
         return error_message(job.error_code) if job.error_code else "—"
 
+    @admin.display(description=_("report sent to"))
+    def report_recipient(self, job: SyncJob):
+        """Whom the report goes to, and why that address may receive it."""
+        if not job.report_address:
+            return "—"
+        if job.report_address_proven and job.report_address_proof == ReportProof.LOGIN:
+            proof = _("proven: it is the destination login")
+        elif job.report_address_proven:
+            proof = _("confirmed by its owner on %(date)s") % {
+                "date": formats.date_format(timezone.localtime(job.report_address_confirmed_at), "DATETIME_FORMAT")
+            }
+        elif job.report_confirmation_sent_at:
+            proof = _("not confirmed yet (confirmation link sent on %(date)s): no report is sent to it") % {
+                "date": formats.date_format(timezone.localtime(job.report_confirmation_sent_at), "DATETIME_FORMAT")
+            }
+        else:
+            proof = _("not confirmed yet (no confirmation link sent): no report is sent to it")
+        return format_html("{} — {}", job.report_address, proof)
+
     @admin.display(description=_("report"))
     def report(self, job: SyncJob):
         if job.is_active:
@@ -348,7 +377,7 @@ class SyncJobAdmin(admin.ModelAdmin):
         self._apply(
             request,
             queryset,
-            lambda job: services.job_send_report(job=job),
+            lambda job: services.job_send_report(job=job, again=True),
             lambda n: ngettext("%(count)d report sent.", "%(count)d reports sent.", n),
             (services.InvalidJobState, OSError),
             "Report re-sent",

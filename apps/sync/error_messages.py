@@ -5,6 +5,10 @@ from django.utils.translation import gettext_lazy as _
 
 ERROR_MESSAGES = {
     "auth_failed": _("The server refused the login or the password. Check both and try again."),
+    "auth_unsupported_characters": _(
+        "This server does not accept accented or other non-ASCII characters in a login or password. "
+        "Change the password to one without them at your provider, then try again."
+    ),
     "dns_failed": _("The server name could not be found. Check the spelling of the IMAP server."),
     "connection_refused": _("The server refused the connection. Check the IMAP server, the port and the SSL setting."),
     "timeout": _("The server did not answer in time. Check the IMAP server and the port, or try again later."),
@@ -30,6 +34,12 @@ ERROR_MESSAGES = {
     ),
     "internal_error": _("An unexpected error occurred on our side. Our team has been told; please try again later."),
     "credentials_erased": _("The passwords of this synchronization have been erased. Please start a new one."),
+    "unreachable": _(
+        "No IMAP server answered at this address and port. Check the IMAP server, the port and the SSL setting."
+    ),
+    "checks_busy": _(
+        "Our service is very busy and could not test your account in time. Please try again in a few minutes."
+    ),
     "rate_limited": _("Too many attempts. Please wait a few minutes before trying again."),
 }
 

@@ -6,6 +6,8 @@ import logging
 import os
 import socket
 
+from rq import get_current_job
+
 from apps.sync import runner, services
 from apps.sync.models import JobStatus, SyncJob
 
@@ -16,7 +18,23 @@ def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _delivery_is_ours(job_id: int) -> bool:
+    """Whether the RQ delivery being run is the one this database queued for the job.
+
+    Two installations on one Redis number their jobs alike: a delivery from another one (or a
+    stray, stale one) must not claim a job here, let alone copy someone else's mailbox into it.
+    Outside RQ (tests, commands) there is no delivery to check."""
+    delivery = get_current_job()
+    if delivery is None:
+        return True
+    return SyncJob.objects.filter(id=job_id, rq_job_id=delivery.id).exclude(rq_job_id="").exists()
+
+
 def run_copy_job(job_id: int) -> str:
+    if not _delivery_is_ours(job_id):
+        # Nothing is written: not even an event, since the job may belong to someone else.
+        logger.warning("job %s: delivery %s is not the one queued here; ignored", job_id, get_current_job().id)
+        return "not-ours"
     run = services.job_claim(job_id=job_id, worker_name=_worker_name())
     if run is None:
         # Already running elsewhere, ended, or cancelled before it started: a duplicate

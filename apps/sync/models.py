@@ -14,6 +14,11 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", _("Cancelled")
 
 
+class ReportProof(models.TextChoices):
+    LOGIN = "login", _("the destination login")
+    LINK = "link", _("a confirmation link")
+
+
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 ENDED_STATUSES = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED)
 
@@ -68,6 +73,15 @@ class SyncJob(models.Model):
     attempts = models.PositiveIntegerField(_("runs"), default=0)
     cancel_requested = models.BooleanField(_("cancellation requested"), default=False)
     report_sent_at = models.DateTimeField(_("report sent"), null=True, blank=True)
+    # Where the report goes, decided when the job is created. Only an address proven to belong to
+    # the destination mailbox receives it: the login a provider's own server accepted, or an
+    # address whose owner clicked the confirmation link (anyone can type anyone's address).
+    report_address = models.EmailField(_("report address"), max_length=254, blank=True, default="")
+    report_address_proof = models.CharField(
+        _("report address proven by"), max_length=10, choices=ReportProof.choices, blank=True, default=""
+    )
+    report_address_confirmed_at = models.DateTimeField(_("report address proven"), null=True, blank=True)
+    report_confirmation_sent_at = models.DateTimeField(_("confirmation link sent"), null=True, blank=True)
     # Gmail's All Mail: by default only its archived messages (in no label) are copied, into the
     # destination's Archive folder; staff may have it copied whole (every labelled message twice).
     copy_all_mail_as_folder = models.BooleanField(
@@ -102,11 +116,15 @@ class SyncJob(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.source_address}"
+        return f"#{self.pk} {self.source_address}".rstrip()
 
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def report_address_proven(self) -> bool:
+        return bool(self.report_address) and self.report_address_confirmed_at is not None
 
     @property
     def percent_done(self) -> int:

@@ -44,6 +44,9 @@ def _delivery_alive(connection, rq_job_id: str, now: datetime.datetime) -> bool:
         # RQ takes a delivery off its queue, then marks it started: a worker killed in between
         # leaves it "queued" on no queue, where no worker will ever find it. (One taken a moment
         # ago and about to start is delivered twice at worst; only one delivery can claim the job.)
+        # On another queue (its name changed with IMAPCOPY_INSTANCE), no worker of ours takes it.
+        if delivery.origin != settings.COPY_QUEUE:
+            return False
         return connection.lpos(Queue.redis_queue_namespace_prefix + delivery.origin, rq_job_id) is not None
     if status == "started":
         # A worker claims its job the moment it starts it. Started long ago while the job is

@@ -7,7 +7,13 @@ has the job's final, cumulative figures), `message_skipped`, `message_failed`, `
 `keyword_dropped`, `archived_found`, `folder_refused` and `folder_renamed`. Each is said in
 whole translated sentences built here, in the active language; subjects, dates, folder names,
 keywords and server answers come from mailboxes and servers, so they are cleaned (no control
-or direction characters, shortened) and left for the templates to escape."""
+or direction characters, shortened) and left for the templates to escape.
+
+The report email says less than the status page: it goes to an address, and an address is not a
+mailbox, so it carries counts and folder names only (quoted, escaped), never a subject, a keyword
+or a server's answer, which whoever runs the source or destination server writes. It goes only to
+an address proven to belong to the destination mailbox (see report_recipient); any other address
+first receives a confirmation link, with fixed text and nothing from a mailbox."""
 
 from __future__ import annotations
 
@@ -16,17 +22,22 @@ import email.utils
 import re
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
+from django.core.validators import validate_email
 from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
-from django.utils import formats, timezone, translation
+from django.utils import formats, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from apps.mailboxes.models import MailAccount
+from apps.providers.models import Provider
 from apps.sync.error_messages import SIDE_MESSAGES, error_message
 from apps.sync.models import JobEvent, JobStatus, SyncJob
 
 MAX_LISTED_PROBLEMS = 50  # per list (messages not copied, altered, folders)
+MAX_COUNTED_EVENTS = 20_000  # events read to count a report's losses per folder
 MAX_LISTED_KEYWORDS = 30
 SUBJECT_CHARS = 120
 FOLDER_CHARS = 200
@@ -155,13 +166,13 @@ def message_line(event: JobEvent) -> str:
     return _("“%(subject)s” (%(date)s) in %(folder)s — %(reason)s") % values
 
 
-def _folder_line(event: JobEvent) -> str:
-    folder = clean_text(event.folder, FOLDER_CHARS) or "—"
+def _folder_line(event: JobEvent, quote=str) -> str:
+    folder = quote(clean_text(event.folder, FOLDER_CHARS) or "—")
     if event.kind == "folder_refused":
         return _(
             "The folder %(folder)s was not copied: its name contains control characters that cannot be used safely."
         ) % {"folder": folder}
-    new_name = clean_text(event.detail.get("to"), FOLDER_CHARS) or "—"
+    new_name = quote(clean_text(event.detail.get("to"), FOLDER_CHARS) or "—")
     return _("The folder %(folder)s was copied as %(new_name)s, because the destination refused its name.") % {
         "folder": folder,
         "new_name": new_name,
@@ -181,10 +192,36 @@ def _keywords(job: SyncJob) -> list[str]:
     return [keywords[key] for key in sorted(keywords)]
 
 
-def job_losses(job: SyncJob) -> list[LossSection]:
-    """What the job did not copy or stored inexactly, one section per kind, in the active language."""
+def _quoted(folder: str) -> str:
+    """A folder name shown as data, not as part of the sentence around it."""
+    return _("“%(folder)s”") % {"folder": folder}
+
+
+def _folder_count_lines(job: SyncJob, kinds: tuple[str, ...], since_id: int = 0) -> tuple[list[str], str]:
+    """How many distinct messages of these kinds each folder holds, one line per folder (the
+    report email's list: folder names and counts, no subject)."""
+    messages: dict[str, set] = {}
+    events = JobEvent.objects.filter(job=job, kind__in=kinds, id__gt=since_id).order_by("id")
+    for number, (folder, detail) in enumerate(events.values_list("folder", "detail")[:MAX_COUNTED_EVENTS]):
+        if not isinstance(detail, dict) or not (detail or folder):
+            continue  # personal data erased
+        uid = detail.get("uid")
+        messages.setdefault(folder, set()).add(uid if uid is not None else f"event-{number}")
+    lines = [
+        ngettext("“%(folder)s”: %(count)s message", "“%(folder)s”: %(count)s messages", len(uids))
+        % {"folder": clean_text(folder, FOLDER_CHARS) or "—", "count": len(uids)}
+        for folder, uids in list(messages.items())[:MAX_LISTED_PROBLEMS]
+    ]
+    return lines, _more(len(messages), len(lines))
+
+
+def job_losses(job: SyncJob, *, for_email: bool = False) -> list[LossSection]:
+    """What the job did not copy or stored inexactly, one section per kind, in the active language.
+
+    `for_email`: the report email's version, counts per folder and folder names only (quoted)."""
     summary = _last_summary(job) or {}
     sections: list[LossSection] = []
+    quote = _quoted if for_email else str
 
     not_copied = _count(summary.get("not_copied"))
     if not_copied is None:
@@ -199,10 +236,12 @@ def job_losses(job: SyncJob) -> list[LossSection]:
                 "%(count)s messages could not be copied so far:",
                 not_copied,
             )
-        lines = [message_line(event) for event in events]
-        sections.append(
-            LossSection("not_copied", heading % {"count": not_copied}, lines, _more(not_copied, len(lines)))
-        )
+        if for_email:
+            lines, more = _folder_count_lines(job, NOT_COPIED_KINDS, _last_run_start(job))
+        else:
+            lines = [message_line(event) for event in events]
+            more = _more(not_copied, len(lines))
+        sections.append(LossSection("not_copied", heading % {"count": not_copied}, lines, more))
 
     altered_events = _distinct_events(job, ("message_altered",), MAX_LISTED_PROBLEMS, _message_key)
     altered = _count(summary.get("altered"))
@@ -216,10 +255,14 @@ def job_losses(job: SyncJob) -> list[LossSection]:
             "(they are in the destination mailbox, but not exactly as in the source):",
             altered,
         )
-        lines = [message_line(event) for event in altered_events]
-        sections.append(LossSection("altered", heading % {"count": altered}, lines, _more(altered, len(lines))))
+        if for_email:
+            lines, more = _folder_count_lines(job, ("message_altered",))
+        else:
+            lines = [message_line(event) for event in altered_events]
+            more = _more(altered, len(lines))
+        sections.append(LossSection("altered", heading % {"count": altered}, lines, more))
 
-    keywords = _keywords(job)
+    keywords = [] if for_email else _keywords(job)  # a keyword is text from the mailbox
     keywords_text = ", ".join(keywords[:MAX_LISTED_KEYWORDS]) + (", …" if len(keywords) > MAX_LISTED_KEYWORDS else "")
     flags_dropped = _count(summary.get("flags_dropped"))
     if flags_dropped and keywords:
@@ -238,6 +281,11 @@ def job_losses(job: SyncJob) -> list[LossSection]:
             flags_dropped,
         ) % {"count": flags_dropped}
         sections.append(LossSection("flags", heading))
+    elif for_email and flags_dropped is None and JobEvent.objects.filter(job=job, kind="keyword_dropped").exists():
+        heading = _(
+            "Some messages were copied without some of their labels or flags, which the destination cannot store."
+        )
+        sections.append(LossSection("flags", heading))
     elif keywords and flags_dropped is None:  # no final figures (an older or interrupted job)
         heading = _(
             "Some messages were copied without these labels or flags, which the destination cannot store: %(keywords)s"
@@ -247,7 +295,7 @@ def job_losses(job: SyncJob) -> list[LossSection]:
     archived = summary.get("archived") if isinstance(summary.get("archived"), dict) else None
     if archived:
         found, copied = _count(archived.get("found")) or 0, _count(archived.get("copied")) or 0
-        folder = clean_text(archived.get("folder"), FOLDER_CHARS) or "—"
+        folder = quote(clean_text(archived.get("folder"), FOLDER_CHARS) or "—")
         if found and copied >= found:
             heading = ngettext(
                 "%(count)s archived message (without a label) was copied into %(folder)s.",
@@ -266,7 +314,7 @@ def job_losses(job: SyncJob) -> list[LossSection]:
         event = JobEvent.objects.filter(job=job, kind="archived_found").order_by("-id").first()
         found = _count(event.detail.get("messages")) if event and isinstance(event.detail, dict) else None
         if found:
-            folder = clean_text(event.detail.get("destination"), FOLDER_CHARS) or "—"
+            folder = quote(clean_text(event.detail.get("destination"), FOLDER_CHARS) or "—")
             heading = ngettext(
                 "%(count)s archived message (without a label) was found, to be copied into %(folder)s.",
                 "%(count)s archived messages (without a label) were found, to be copied into %(folder)s.",
@@ -282,7 +330,7 @@ def job_losses(job: SyncJob) -> list[LossSection]:
             "%(count)s folders could not be copied as they are:",
             total,
         ) % {"count": total}
-        lines = [_folder_line(event) for event in folder_events]
+        lines = [_folder_line(event, quote) for event in folder_events]
         sections.append(LossSection("folders", heading, lines, _more(total, len(lines))))
     return sections
 
@@ -293,6 +341,7 @@ def report_context(job: SyncJob) -> dict:
     duration = None
     if job.started_at and job.finished_at:
         duration = int((job.finished_at - job.started_at).total_seconds())
+    losses = job_losses(job, for_email=True)
     return {
         "job": job,
         "status": job.status,
@@ -300,19 +349,86 @@ def report_context(job: SyncJob) -> dict:
         "error": error_message(job.error_code) if job.status == JobStatus.FAILED else "",
         "error_side": SIDE_MESSAGES.get(job.error_side, "") if job.status == JobStatus.FAILED else "",
         "duration_minutes": None if duration is None else max(1, round(duration / 60)),
-        "losses": job_losses(job),
+        "losses": losses,
+        # The subjects of those messages are on the private status page, not in the email.
+        "messages_on_page": any(section.kind in ("not_copied", "altered") for section in losses),
         "status_url": status_url(job, absolute=True),
         "site_url": settings.SITE_URL,
     }
 
 
-def send_report(job: SyncJob) -> None:
+def login_address(account: MailAccount) -> str:
+    """The address the destination login proves, or "".
+
+    A login proves an address only when a provider's own server accepted it: the provider
+    hands out that address with that mailbox. A server the customer typed proves nothing (its
+    owner can accept any login), nor does a login that is no address."""
+    provider = account.provider
+    fixed = provider.imap_host.strip().rstrip(".").lower()
+    if not fixed or account.host.strip().rstrip(".").lower() != fixed:
+        return ""
+    login = account.login.strip()
+    if provider.login_format == Provider.LoginFormat.LOCAL_PART and provider.email_domain:
+        login = f"{login.split('@', 1)[0]}@{provider.email_domain}"
+    try:
+        validate_email(login)
+    except ValidationError:
+        return ""
+    return login.lower()
+
+
+def report_recipient(destination: MailAccount) -> tuple[str, bool]:
+    """Where a job's report goes, and whether that address is proven already (else it must be
+    confirmed by a link sent to it)."""
+    proven = login_address(destination)
+    if proven:
+        return proven, True
+    return destination.email_address.strip().lower(), False
+
+
+def _send(job: SyncJob, template: str, make_context, to: str) -> None:
+    """One email in the job's language (its links too: they carry the language prefix)."""
     with translation.override(job.language or settings.LANGUAGE_CODE):
-        context = report_context(job)
-        subject = render_to_string("sync/email/report_subject.txt", context).strip()
-        text = render_to_string("sync/email/report.txt", context)
-        html = render_to_string("sync/email/report.html", context)
-    message = EmailMultiAlternatives(subject, text, to=[job.destination.email_address])
+        context = make_context()
+        subject = render_to_string(f"sync/email/{template}_subject.txt", context).strip()
+        text = render_to_string(f"sync/email/{template}.txt", context)
+        html = render_to_string(f"sync/email/{template}.html", context)
+    message = EmailMultiAlternatives(subject, text, to=[to])
     message.attach_alternative(html, "text/html")
     message.send()
-    SyncJob.objects.filter(pk=job.pk).update(report_sent_at=timezone.now())
+
+
+def send_report(job: SyncJob) -> None:
+    """Email the report to the job's report address; the caller made sure it is proven."""
+    if not job.report_address_proven:
+        raise ValueError(f"job {job.pk}: the report address is not proven")
+    _send(job, "report", lambda: report_context(job), job.report_address)
+
+
+def send_confirmation(job: SyncJob) -> None:
+    """Email the link that confirms the report address: fixed text, the address itself and the
+    link, nothing typed by the customer or read from a mailbox."""
+    from apps.selfservice.views import report_confirmation_url
+
+    def context() -> dict:
+        return {
+            "address": job.report_address,
+            "confirm_url": report_confirmation_url(job, absolute=True),
+            "days": settings.IMAPCOPY_REPORT_CONFIRMATION_DAYS,
+            "site_url": settings.SITE_URL,
+        }
+
+    _send(job, "confirm_address", context, job.report_address)
+
+
+def send_status_link(job: SyncJob) -> None:
+    """Email the private status link to the job's proven report address (the public lookup's
+    "email me the link")."""
+    from apps.selfservice.views import status_url
+
+    _send(
+        job,
+        "status_link",
+        lambda: {"status_url": status_url(job, absolute=True), "site_url": settings.SITE_URL},
+        job.report_address,
+    )

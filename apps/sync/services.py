@@ -17,7 +17,8 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from apps.mailboxes.models import MailAccount
-from apps.sync.models import ACTIVE_STATUSES, JobEvent, JobStatus, SyncJob
+from apps.sync.history import scrub_admin_history
+from apps.sync.models import ACTIVE_STATUSES, JobEvent, JobStatus, ReportProof, SyncJob
 
 logger = logging.getLogger("imapcopy.sync")
 
@@ -38,12 +39,22 @@ class CredentialsErased(Exception):
     """The job cannot run again: its passwords have been erased."""
 
 
+class ReportAddressNotProven(InvalidJobState):
+    """The report address is neither the destination login nor confirmed by its owner yet."""
+
+
+class ReportOutcome:
+    SENT = "sent"
+    WAITING_CONFIRMATION = "waiting_confirmation"  # nothing sent: the address is not proven yet
+    ALREADY_SENT = "already_sent"  # this end of the job was reported already
+
+
 def normalize_address(address: str) -> str:
     return address.strip().lower()
 
 
 def _new_rq_job_id(job: SyncJob) -> str:
-    return f"imapcopy-sync-{job.pk}-{uuid.uuid4().hex[:12]}"
+    return f"{settings.IMAPCOPY_INSTANCE}-sync-{job.pk}-{uuid.uuid4().hex[:12]}"
 
 
 def _enqueue_after_commit(job: SyncJob) -> None:
@@ -69,15 +80,22 @@ def job_create(*, source: MailAccount, destination: MailAccount, language: str =
     was typed) has a queued or running job, also when two requests race: the database's partial
     unique index decides; SameMailbox when the destination is the source itself.
     """
+    from apps.sync.reports import report_recipient
+
     address = normalize_address(source.email_address)
     mailbox = source.mailbox_identity
     if mailbox == destination.mailbox_identity:
         raise SameMailbox(mailbox)
+    # The report goes to the destination login when it proves an address, whatever was typed;
+    # a typed address receives a confirmation link first (job_send_report_confirmation).
+    report_address, proven = report_recipient(destination)
     try:
         with transaction.atomic():
             job = SyncJob(
                 source=source, destination=destination, source_address=address, source_mailbox=mailbox,
-                language=language,
+                language=language, report_address=report_address,
+                report_address_proof=ReportProof.LOGIN if proven else ReportProof.LINK,
+                report_address_confirmed_at=timezone.now() if proven else None,
             )  # fmt: skip
             job.save()
             if enqueue:
@@ -269,16 +287,86 @@ def credentials_erase(*, account: MailAccount) -> None:
     account.password_ciphertext = ""
 
 
-def job_send_report(*, job: SyncJob) -> None:
-    """Email the job's report to the destination address (also used to re-send it)."""
+def job_send_report(*, job: SyncJob, again: bool = False) -> str:
+    """Email the job's report, once per end of the job, to its proven report address only.
+
+    An address not proven yet gets nothing: a `report_waiting_confirmation` event is recorded
+    and the report goes out when its owner confirms it (job_confirm_report_address).
+    `again` (staff's re-send) sends even if this end was reported already, and raises
+    ReportAddressNotProven rather than waiting."""
     from apps.sync.reports import send_report
 
+    job.refresh_from_db()
     if job.is_active:
         raise InvalidJobState(job.status)
-    if job.destination.email_address == ERASED_ADDRESS:
+    if not job.report_address or job.destination.email_address == ERASED_ADDRESS:
         raise InvalidJobState("personal data erased")  # nobody to send it to any more
-    send_report(job)
+    if not job.report_address_proven:
+        if again:
+            raise ReportAddressNotProven(job.pk)
+        job_record_event(job_id=job.pk, kind="report_waiting_confirmation")
+        logger.info("report of job %s waits for its address to be confirmed", job.pk)
+        return ReportOutcome.WAITING_CONFIRMATION
+    previous = job.report_sent_at
+    if again:
+        SyncJob.objects.filter(pk=job.pk).update(report_sent_at=timezone.now())
+    # The worker (at the end of the job) and the confirmation link (when its owner clicks it) may
+    # both get here at once: the first to stamp this end of the job sends, the other does not.
+    elif not SyncJob.objects.filter(
+        models.Q(report_sent_at__isnull=True) | models.Q(report_sent_at__lt=F("finished_at")), pk=job.pk
+    ).update(report_sent_at=timezone.now()):
+        return ReportOutcome.ALREADY_SENT
+    try:
+        send_report(job)
+    except BaseException:
+        SyncJob.objects.filter(pk=job.pk).update(report_sent_at=previous)
+        raise
     logger.info("report of job %s sent", job.pk)
+    return ReportOutcome.SENT
+
+
+def job_send_report_confirmation(*, job: SyncJob) -> bool:
+    """Email the link that confirms the job's report address; False when there is nothing to
+    confirm (proven already, or erased). The caller rate-limits it."""
+    from apps.sync.reports import send_confirmation
+
+    job.refresh_from_db()
+    if job.report_address_proven or not job.report_address or job.destination.email_address == ERASED_ADDRESS:
+        return False
+    send_confirmation(job)
+    SyncJob.objects.filter(pk=job.pk).update(report_confirmation_sent_at=timezone.now())
+    logger.info("confirmation link of job %s sent", job.pk)
+    return True
+
+
+def job_confirm_report_address(*, job: SyncJob, address: str) -> str | None:
+    """Its owner confirmed the report address (the link names it: a link sent to an address the
+    job no longer has confirms nothing). A job that ended meanwhile gets its report now.
+
+    Returns the report outcome when the job has ended, None while it runs."""
+    SyncJob.objects.filter(pk=job.pk, report_address=address, report_address_confirmed_at__isnull=True).update(
+        report_address_confirmed_at=timezone.now()
+    )
+    job.refresh_from_db()
+    if not job.report_address_proven or job.report_address != address:
+        raise ReportAddressNotProven(job.pk)
+    logger.info("report address of job %s confirmed", job.pk)
+    if job.is_active:
+        return None
+    return job_send_report(job=job)
+
+
+def job_send_status_link(*, job: SyncJob) -> bool:
+    """Email the private status link to the job's proven report address; False (nothing sent)
+    when the address is not proven. The caller rate-limits it and tells nobody which it was."""
+    from apps.sync.reports import send_status_link
+
+    job.refresh_from_db()
+    if not job.report_address_proven or job.destination.email_address == ERASED_ADDRESS:
+        return False
+    send_status_link(job)
+    logger.info("status link of job %s sent", job.pk)
+    return True
 
 
 def job_erase_credentials(*, job: SyncJob) -> None:
@@ -296,13 +384,16 @@ ERASED_ADDRESS = "erased@invalid"
 
 
 def job_erase_personal_data(*, job: SyncJob) -> None:
-    """Drop addresses, logins, hosts, folder names and message details; keep the counts.
+    """Drop addresses, logins, hosts, folder names and message details, in the admin's history
+    too; keep the counts.
 
-    Only for ended jobs: a running copy still needs its accounts."""
+    Only for ended jobs: a running copy still needs its accounts. `job` is left as erased, so that
+    the admin's own entry for this action names no one."""
     job.refresh_from_db()
     if job.is_active:
         raise InvalidJobState(job.status)
     with transaction.atomic():
+        scrub_admin_history([job])
         for account in (job.source, job.destination):
             MailAccount.objects.filter(pk=account.pk).update(
                 email_address=ERASED_ADDRESS,
@@ -311,9 +402,12 @@ def job_erase_personal_data(*, job: SyncJob) -> None:
                 password_ciphertext="",
                 password_erased_at=timezone.now(),
             )
-        SyncJob.objects.filter(pk=job.pk).update(source_address="", current_folder="", error_detail="")
+        SyncJob.objects.filter(pk=job.pk).update(
+            source_address="", source_mailbox="", report_address="", current_folder="", error_detail=""
+        )
         job.folders.update(source_name=Cast("id", models.TextField()), destination_name="", extra={})
         job.events.update(folder="", detail={})
+    job.refresh_from_db()
     logger.info("personal data of job %s erased", job.pk)
 
 

@@ -58,6 +58,8 @@ def load_settings(env: dict[str, str], *code: str) -> subprocess.CompletedProces
         ({"IMAPCOPY_NETWORK_PATIENCE_SECONDS": "a while"}, "IMAPCOPY_NETWORK_PATIENCE_SECONDS must be a whole number"),
         ({"IMAPCOPY_PARALLELISM": "0"}, "IMAPCOPY_PARALLELISM must be at least 1"),
         ({"IMAPCOPY_PARALLELISM": "64"}, "IMAPCOPY_PARALLELISM must be at most 16"),
+        ({"IMAPCOPY_INSTANCE": "Prod_1"}, "IMAPCOPY_INSTANCE must be 1 to 24 lowercase letters"),
+        ({"IMAPCOPY_INSTANCE": "x" * 25}, "IMAPCOPY_INSTANCE must be 1 to 24 lowercase letters"),
     ],
 )
 def test_bad_setting_stops_start_up_with_a_clear_message(overrides, message):
@@ -138,7 +140,7 @@ def test_rate_limits_are_unchanged_by_default_and_scaled_by_the_factor(settings)
 
     cache.clear()
     assert settings.IMAPCOPY_RATE_LIMIT_FACTOR == 1
-    assert [allow("factor-test", "a", limit=2, window_seconds=60) for _ in range(3)] == [True, True, False]
+    assert [bool(allow("factor-test", "a", limit=2, window_seconds=60)) for _ in range(3)] == [True, True, False]
     settings.IMAPCOPY_RATE_LIMIT_FACTOR = 3
-    assert [allow("factor-test", "b", limit=2, window_seconds=60) for _ in range(7)] == [True] * 6 + [False]
+    assert [bool(allow("factor-test", "b", limit=2, window_seconds=60)) for _ in range(7)] == [True] * 6 + [False]
     cache.clear()

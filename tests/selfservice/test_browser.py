@@ -7,8 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.core import mail
 
 from apps.providers.models import Provider
+from apps.selfservice.views import status_url
+from apps.sync import services
 from apps.sync.models import JobStatus, SyncJob
 from tests.conftest import REPO
 
@@ -149,10 +152,38 @@ def test_duplicate_job_in_the_browser(browser, live_server, source_user, destina
     assert SyncJob.objects.count() == 1
 
 
-def test_status_lookup_in_the_browser(page, live_server):
+def test_status_lookup_in_the_browser(page, live_server, make_account):
     page.goto(f"{live_server.url}/de/status/")
     page.fill("input[name=address]", "nobody@example.org")
     page.click("button[type=submit].primary")
     page.wait_for_selector(".notice")
     assert "Für diese Adresse gibt es keine Synchronisierung." in page.inner_text(".notice")
+    assert page.url == f"{live_server.url}/de/status/", "a POST: the address is not in the URL"
     shot(page, "de-status-not-found")
+
+    # A stranger who knows an address sees the state of its copy, and nothing more.
+    job = services.job_create(source=make_account("alice@example.org"), destination=make_account("alice@example.net"))
+    services.job_confirm_report_address(job=job, address="alice@example.net")
+    run = services.job_claim(job_id=job.pk, worker_name="w")
+    counters = services.JobCounters(messages_total=322, messages_copied=161, current_folder="INBOX.Trash")
+    services.job_record_progress(job_id=job.pk, run=run, counters=counters)
+    page.goto(f"{live_server.url}/status/?address=alice@example.org")
+    assert page.input_value("input[name=address]") == "" and page.query_selector(".state") is None
+    page.fill("input[name=address]", "alice@example.org")
+    page.click("button[type=submit].primary")
+    page.wait_for_selector(".state")
+    main = page.inner_text("main")
+    assert "In progress" in page.inner_text(".state")
+    assert "322" not in main and "INBOX" not in main and "%" not in main
+    assert page.query_selector("progress") is None
+    shot(page, "en-status-lookup-state")
+
+    # "Email me the link": the private link goes to the confirmed report address alone.
+    mail.outbox.clear()
+    page.click("button[name=send_link]")
+    page.wait_for_selector(".link-sent")
+    assert "If a copy of this mailbox exists, we sent the link" in page.inner_text(".link-sent")
+    assert page.query_selector(".state") is None
+    (message,) = mail.outbox
+    assert message.to == ["alice@example.net"] and status_url(job, absolute=True) in message.body
+    shot(page, "en-status-lookup-link-sent")

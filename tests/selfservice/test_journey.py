@@ -1,11 +1,13 @@
 """The customer's journey through the portal, against real Dovecot servers and a real worker."""
 
 import pytest
+from django.core import mail
 from django.urls import reverse
 
 from apps.mailboxes.models import MailAccount
 from apps.sync.models import JobStatus, SyncJob
 from tests.selfservice.conftest import account_form
+from tests.support.report_address import confirm_by_link
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,7 +39,7 @@ def test_wrong_password_says_so_and_keeps_no_account(client, source_user):
 def test_connection_refused_is_explained(client, source_user):
     server, user = source_user
     response = validate(client, "source", server, user, port="1")
-    assert "The server refused the connection." in response.content.decode()
+    assert "No IMAP server answered at this address and port." in response.content.decode()
 
 
 def test_plain_port_with_ssl_is_a_tls_error(client, source_user):
@@ -82,6 +84,8 @@ def test_french_journey_copies_the_mailbox_and_emails_the_report(
     job = SyncJob.objects.get()
     assert job.language == "fr"
     assert job.status == JobStatus.QUEUED
+    # The address was typed (the server too): the report goes there once its owner confirms it.
+    confirm_by_link(client, mail.outbox)
 
     worker = run_worker()
     assert worker.returncode == 0, worker.stderr
@@ -122,12 +126,12 @@ def test_status_lookup_shows_state_but_no_account_details(client, source_user, d
     client.post("/", account_form(source_server, source))
     client.post("/destination/", account_form(destination_server, destination))
     client.post("/synchronize/")
-    response = client.get("/status/", {"address": f"{source.login.upper()}@example.org"})
+    response = client.post("/status/", {"address": f"{source.login.upper()}@example.org"})
     body = response.content.decode()
     assert "Not started yet" in body
     assert destination.login not in body
     assert "localhost" not in body
-    missing = client.get("/status/", {"address": "nobody@example.org"})
+    missing = client.post("/status/", {"address": "nobody@example.org"})
     assert "There is no synchronization for this address." in missing.content.decode()
 
 

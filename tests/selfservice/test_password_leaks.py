@@ -5,11 +5,13 @@ from io import StringIO
 
 import pytest
 from django.contrib.sessions.models import Session
+from django.core import mail
 from django.core.management import call_command
 from django.test import Client
 
 from apps.sync.models import JobStatus, SyncJob
 from tests.selfservice.conftest import account_form
+from tests.support.report_address import confirm_by_link
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,6 +43,7 @@ def test_passwords_leave_no_trace_after_a_copy_through_the_portal(
         client.post("/", account_form(source_server, source))
         client.post("/destination/", account_form(destination_server, destination))
         client.post("/synchronize/")
+        confirm_by_link(client, mail.outbox)  # the destination address was typed: its owner confirms it
         queued_redis = redis_contents(redis_connection)
         sessions = b"".join(str(s.get_decoded()).encode() + s.session_data.encode() for s in Session.objects.all())
         worker = run_worker()
@@ -53,7 +56,8 @@ def test_passwords_leave_no_trace_after_a_copy_through_the_portal(
         "database dump": dump.getvalue(),
         "web logs": caplog.text,
         "worker output": worker.stdout + worker.stderr,
-        "emails": "".join(path.read_text(errors="replace") for path in tmp_path.iterdir()),
+        "emails": "".join(path.read_text(errors="replace") for path in tmp_path.iterdir())
+        + "".join(message.message().as_string() for message in mail.outbox),
         "redis while queued": queued_redis.decode(errors="replace"),
         "redis after the copy": redis_contents(redis_connection).decode(errors="replace"),
         "sessions": sessions.decode(errors="replace"),
@@ -74,10 +78,10 @@ def test_an_error_report_does_not_show_the_posted_password(source_user, settings
     settings.ADMINS = [("Ops", "ops@example.org")]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
-    def explode(account):
+    def explode(*, account):
         raise RuntimeError("connection test exploded")
 
-    monkeypatch.setattr("apps.selfservice.views.check_account", explode)
+    monkeypatch.setattr("apps.selfservice.views.account_request_check", explode)
     browser = Client(raise_request_exception=False)
     response = browser.post("/", account_form(server, user))
     assert response.status_code == 500

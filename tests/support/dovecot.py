@@ -348,6 +348,7 @@ class DovecotServer:
         self,
         password: str | None = None,
         *,
+        login: str | None = None,
         quota_bytes: int | None = None,
         max_mail_size: int | None = None,
     ) -> User:
@@ -357,7 +358,7 @@ class DovecotServer:
         pool written before the server started; an account with options (or once the pool is
         used up) is appended and we wait until Dovecot can have noticed.
         """
-        if password is None and quota_bytes is None and max_mail_size is None:
+        if password is None and login is None and quota_bytes is None and max_mail_size is None:
             with self._lock:
                 if self._pool:
                     return self._pool.pop()
@@ -366,17 +367,18 @@ class DovecotServer:
             extra.append(f"userdb_quota_rule=*:storage={quota_bytes}B")
         if max_mail_size is not None:
             extra.append(f"userdb_quota_max_mail_size={max_mail_size}B")
-        user = self._write_user(password, extra)
+        user = self._write_user(password, extra, login)
         time.sleep(1.1)
         return user
 
-    def _write_user(self, password: str | None, extra: list[str]) -> User:
+    def _write_user(self, password: str | None, extra: list[str], login: str | None = None) -> User:
+        """`login` must be unique on this server (a non-ASCII one needs `auth_username_chars =`)."""
         with self._lock:
-            login = f"u{next(self._users)}-{secrets.token_hex(3)}"
+            login = login or f"u{next(self._users)}-{secrets.token_hex(3)}"
             password = password or secrets.token_urlsafe(12)
             home = self.dir / "mail" / login
             line = f"{login}:{{PLAIN}}{password}:{self.run_uid}:{self.run_gid}::{home}::{' '.join(extra)}\n"
-            with self.passwd_file.open("a") as f:
+            with self.passwd_file.open("a", encoding="utf-8") as f:
                 f.write(line)
         return User(login=login, password=password, home=home)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import psutil
+from django.conf import settings
 
 from tests.conftest import REPO, subprocess_env
 
@@ -18,11 +19,11 @@ T = TypeVar("T")
 
 
 def start_worker(*, log: Path | None = None, burst: bool = True, **env: str) -> subprocess.Popen:
-    """`manage.py rqworker copies` with the test database and Redis, plus `env`."""
+    """`manage.py rqworker <copy queue>` with the test database and Redis, plus `env`."""
     out = log.open("ab") if log else subprocess.DEVNULL
     try:
         return subprocess.Popen(
-            [sys.executable, str(REPO / "manage.py"), "rqworker", *(["--burst"] if burst else []), "copies"],
+            [sys.executable, str(REPO / "manage.py"), "rqworker", *(["--burst"] if burst else []), settings.COPY_QUEUE],
             env={**subprocess_env(), **env},
             stdout=out,
             stderr=subprocess.STDOUT if log else subprocess.DEVNULL,

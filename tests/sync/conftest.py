@@ -4,6 +4,7 @@ import pytest
 
 from apps.sync import services
 from tests.support import mail
+from tests.support.report_address import confirmed_report_address
 
 
 def all_messages(account: mail.Account) -> Counter:
@@ -41,12 +42,12 @@ def job_between(make_account):
 
     def make(source_side, destination_side):
         (source_server, source_user, _), (destination_server, destination_user, _) = source_side, destination_side
-        return services.job_create(
+        return confirmed_report_address(services.job_create(
             source=make_account(f"{source_user.login}@example.org", login=source_user.login,
                                 password=source_user.password, host="localhost", port=source_server.tls_port),
             destination=make_account(f"{destination_user.login}@example.org", login=destination_user.login,
                                      password=destination_user.password, host="localhost",
                                      port=destination_server.tls_port),
-        )  # fmt: skip
+        ))  # fmt: skip
 
     return make

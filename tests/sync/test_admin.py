@@ -1,7 +1,7 @@
 """Staff's back office: the jobs list stays cheap, actions go through services, groups limit who does what."""
 
 import pytest
-from django.contrib.admin.models import LogEntry
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -200,3 +200,38 @@ def test_the_report_of_an_erased_job_is_not_sent_again(client, make_account, mai
                            follow=True)  # fmt: skip
     assert "not possible" in response.content.decode()
     assert mailoutbox == []
+
+
+def history_mentions(*personal: str) -> list[str]:
+    """Every admin history entry that names one of these (its title or its message)."""
+    return [
+        f"{entry.object_repr} | {entry.change_message}"
+        for entry in LogEntry.objects.all()
+        if any(value.lower() in f"{entry.object_repr} {entry.change_message}".lower() for value in personal)
+    ]
+
+
+def test_erasing_personal_data_takes_the_addresses_out_of_the_admin_history(client, make_account):
+    operator = staff("operators")
+    client.force_login(operator)
+    source = make_account("alice.history@example.org")
+    destination = make_account("bob.history@example.net", login="bob-login-42")
+    job = services.job_create(source=source, destination=destination)
+    # History written before: a cancel through the admin, a note about an account.
+    client.post("/admin/sync/syncjob/", {"action": "cancel_jobs", "_selected_action": [job.pk]})
+    LogEntry.objects.log_actions(
+        operator.pk, [destination], CHANGE, change_message="Login bob-login-42 checked for Bob.History@example.net"
+    )
+    personal = ("alice.history@example.org", "bob.history@example.net", "bob-login-42")
+    assert history_mentions(*personal) and "alice.history@example.org" in client.get("/admin/").content.decode()
+
+    response = client.post(
+        "/admin/sync/syncjob/", {"action": "erase_personal_data", "_selected_action": [job.pk]}, follow=True
+    )
+    assert "Personal data of 1 job erased." in response.content.decode()
+    assert history_mentions(*personal) == []
+    index = client.get("/admin/").content.decode()  # its "Recent actions" box
+    assert not any(value in index.lower() for value in personal)
+    # Who did what, and when, stays.
+    titles = set(LogEntry.objects.filter(user=operator).values_list("object_repr", "change_message"))
+    assert {(f"#{job.pk}", "Cancelled"), (f"#{job.pk}", "Personal data erased")} <= titles

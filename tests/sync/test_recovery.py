@@ -131,3 +131,20 @@ def test_a_queued_job_whose_worker_died_before_claiming_it_is_enqueued_again(mak
     assert recover_jobs(now=later).requeued_lost_deliveries == [job.pk]
     job.refresh_from_db()
     assert queue.job_ids == [job.rq_job_id] and job.rq_job_id != delivery.id
+
+
+def test_a_delivery_left_on_a_queue_of_another_name_is_enqueued_again(make_account, redis_connection):
+    """After IMAPCOPY_INSTANCE changed (or the upgrade that named queues after it), deliveries wait
+    on a queue no worker of this installation reads: the job gets a new one on its own queue."""
+    from rq import Queue
+
+    job = services.job_create(
+        source=make_account("k@example.org"), destination=make_account("l@example.net"), enqueue=False
+    )
+    job.rq_job_id = "imapcopy-sync-before-the-rename"
+    job.save(update_fields=["rq_job_id"])
+    Queue("copies", connection=redis_connection).enqueue("apps.sync.jobs.run_copy_job", job.pk, job_id=job.rq_job_id)
+    later = timezone.now() + datetime.timedelta(minutes=5)
+    assert recover_jobs(now=later).requeued_lost_deliveries == [job.pk]
+    job.refresh_from_db()
+    assert django_rq.get_queue(settings.COPY_QUEUE).job_ids == [job.rq_job_id] != ["imapcopy-sync-before-the-rename"]

@@ -1,6 +1,7 @@
 import datetime
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -28,3 +29,21 @@ def test_purge_jobs_deletes_old_ended_jobs_and_their_accounts(make_account, sett
     assert set(SyncJob.objects.values_list("pk", flat=True)) == {recent.pk, running.pk}
     assert not MailAccount.objects.filter(email_address__in=["old@example.org", "dest-old@example.org"]).exists()
     assert old.pk not in SyncJob.objects.values_list("pk", flat=True)
+
+
+def test_purge_jobs_takes_the_addresses_out_of_the_admin_history(admin_client, admin_user, make_account, settings):
+    settings.IMAPCOPY_RETENTION_DAYS = 30
+    old = ended_job(make_account, "gone.history@example.org", days_ago=31)
+    LogEntry.objects.log_actions(admin_user.pk, [old], CHANGE, change_message="Report re-sent")
+    LogEntry.objects.log_actions(
+        admin_user.pk, [old.destination], CHANGE, change_message="Checked dest-gone.history@example.org"
+    )
+    assert "gone.history@example.org" in admin_client.get("/admin/").content.decode()
+    call_command("purge_jobs")
+    assert not SyncJob.objects.filter(pk=old.pk).exists()
+    assert not [
+        entry
+        for entry in LogEntry.objects.all()
+        if "gone.history@" in f"{entry.object_repr} {entry.change_message}".lower()
+    ]
+    assert "gone.history@" not in admin_client.get("/admin/").content.decode()  # "Recent actions"

@@ -43,7 +43,7 @@ def test_enqueued_job_is_run_by_a_real_worker_and_finishes(job_between_dovecots,
 def test_a_job_delivered_twice_runs_once(job_between_dovecots, run_worker):
     job = job_between_dovecots
     queue = django_rq.get_queue(settings.COPY_QUEUE)
-    queue.enqueue("apps.sync.jobs.run_copy_job", job.pk)  # a duplicate delivery
+    queue.enqueue("apps.sync.jobs.run_copy_job", job.pk, job_id=job.rq_job_id)  # a duplicate delivery
     assert queue.count == 2
     worker = run_worker()
     assert worker.returncode == 0, worker.stderr

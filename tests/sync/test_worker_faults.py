@@ -8,6 +8,7 @@ import time
 
 import psutil
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from apps.providers.models import Provider
@@ -30,7 +31,7 @@ def slow_copy(filled_accounts, job_between, redis_connection):
 
 def start_worker(**env) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(REPO / "manage.py"), "rqworker", "--burst", "copies"],
+        [sys.executable, str(REPO / "manage.py"), "rqworker", "--burst", django_settings.COPY_QUEUE],
         env={**subprocess_env(), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -100,9 +101,10 @@ def test_a_job_whose_worker_is_killed_is_recovered_and_completes_without_duplica
 def test_two_workers_given_the_same_job_copy_it_once(slow_copy):
     job, source, destination = slow_copy
     import django_rq
-    from django.conf import settings as django_settings
 
-    django_rq.get_queue(django_settings.COPY_QUEUE).enqueue("apps.sync.jobs.run_copy_job", job.pk)
+    # The same delivery twice (a worker may deliver it again after a Redis failover); a delivery
+    # with another RQ id is refused before any claim (tests/sync/test_instances.py).
+    django_rq.get_queue(django_settings.COPY_QUEUE).enqueue("apps.sync.jobs.run_copy_job", job.pk, job_id=job.rq_job_id)
     workers = [start_worker(), start_worker()]
     assert [worker.wait(timeout=120) for worker in workers] == [0, 0]
     job.refresh_from_db()

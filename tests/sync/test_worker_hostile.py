@@ -17,6 +17,7 @@ from apps.sync import services
 from apps.sync.error_messages import error_message
 from apps.sync.models import JobEvent, JobStatus, SyncJob
 from tests.support.hostile_imap import LOGIN, PASSWORD, HostileImapServer, Scenario
+from tests.support.report_address import confirmed_report_address
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -67,7 +68,7 @@ def hostile_job(imap_trust, make_account, redis_connection):
             f"{destination_user.login}@example.org", login=destination_user.login, password=destination_user.password,
             host="localhost", port=destination_server.tls_port,
         )  # fmt: skip
-        return services.job_create(source=source, destination=destination)
+        return confirmed_report_address(services.job_create(source=source, destination=destination))
 
     return make
 
@@ -131,6 +132,6 @@ def test_hostile_folder_names_are_copied_safely_and_the_refused_ones_reported(
     (path,) = tmp_path.iterdir()
     report = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     text = report.get_body(("plain",)).get_content()
-    assert "The folder nul_name was not copied: its name contains control characters" in text
-    assert "The folder a__X1 DELETE INBOX was not copied" in text
-    assert "The folder ../../etc was copied as __/__/etc, because the destination refused its name." in text
+    assert "The folder “nul_name” was not copied: its name contains control characters" in text
+    assert "The folder “a__X1 DELETE INBOX” was not copied" in text
+    assert "The folder “../../etc” was copied as “__/__/etc”, because the destination refused its name." in text

@@ -210,7 +210,7 @@ def connect(endpoint: Endpoint, side: str | None, setup_deadline: float | None =
             except imapclient_errors.CapabilityError as exc:
                 raise EngineError(ErrorCode.TLS_ERROR, "the server does not offer STARTTLS", side) from exc
         try:
-            client.login(endpoint.login, endpoint.password)
+            _login(client, endpoint.login, endpoint.password, side)
         except imapclient_errors.LoginError as exc:
             raise EngineError(ErrorCode.AUTH_FAILED, "the server rejected the login or password", side) from exc
         capabilities = {c.decode().upper() for c in client.capabilities()}
@@ -225,6 +225,49 @@ def connect(endpoint: Endpoint, side: str | None, setup_deadline: float | None =
     session.max_literal = endpoint.max_literal_bytes or DEFAULT_MAX_LITERAL
     session.max_folders = endpoint.max_folders
     return session
+
+
+def _login(client: imapclient.IMAPClient, login: str, password: str, side: str | None) -> None:
+    """LOGIN as always for ASCII credentials. imaplib sends LOGIN's arguments as ASCII quoted
+    strings and fails on any other character (UnicodeEncodeError, which looked like a protocol
+    error), so other credentials go as UTF-8: AUTHENTICATE PLAIN (RFC 4616) where the server
+    offers it, else LOGIN with both as literals (any octet but NUL is allowed there)."""
+    if login.isascii() and password.isascii():
+        client.login(login, password)
+    elif b"AUTH=PLAIN" in {c.upper() for c in client.capabilities()}:
+        client.plain_login(login, password)
+    else:
+        _login_with_literals(client, login.encode(), password.encode(), side)
+
+
+class _LoginLiterals:
+    """What imaplib sends at each continuation request of `LOGIN {n}`: the login and the next
+    literal's size, then the password (imaplib takes a bound method, called once per request)."""
+
+    def __init__(self, login: bytes, password: bytes) -> None:
+        self._parts = [login + b" {%d}" % len(password), password]
+
+    def next_part(self, _continuation: bytes) -> bytes:
+        return self._parts.pop(0) if self._parts else b""
+
+
+def _login_with_literals(client: imapclient.IMAPClient, login: bytes, password: bytes, side: str | None) -> None:
+    imap = client._imap
+    imap.literal = _LoginLiterals(login, password).next_part
+    try:
+        status, _data = imap._simple_command("LOGIN", b"{%d}" % len(login))
+    except imaplib.IMAP4.abort:
+        raise
+    except imaplib.IMAP4.error as exc:
+        # BAD: the server's parser refuses the characters themselves, whatever the password.
+        raise EngineError(
+            ErrorCode.AUTH_UNSUPPORTED_CHARACTERS, "the server refuses non-ASCII logins or passwords", side
+        ) from exc
+    finally:
+        imap.literal = None
+    if status != "OK":
+        raise imapclient_errors.LoginError("LOGIN refused")
+    imap.state = "AUTH"
 
 
 def _close_quietly(client: imapclient.IMAPClient) -> None:

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 class ErrorCode(StrEnum):
     AUTH_FAILED = "auth_failed"
+    # A login or password with non-ASCII characters that the server's IMAP parser refuses.
+    AUTH_UNSUPPORTED_CHARACTERS = "auth_unsupported_characters"
     DNS_FAILED = "dns_failed"
     CONNECTION_REFUSED = "connection_refused"
     TIMEOUT = "timeout"

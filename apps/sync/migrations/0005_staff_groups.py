@@ -17,6 +17,7 @@ OPERATORS = SUPPORT + [
     ("sync", "export_syncjob"),
     ("providers", "add_provider"),
     ("providers", "change_provider"),
+    ("providers", "check_provider"),  # created by providers 0003, which gives it to operators then
     ("mailboxes", "view_mailaccount"),
     ("django_rq", "admin"),
 ]

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.mailboxes.models import MailAccount
+from apps.sync.history import scrub_admin_history
 from apps.sync.models import ENDED_STATUSES, SyncJob
 
 
@@ -20,6 +21,8 @@ class Command(BaseCommand):
         cutoff = timezone.now() - datetime.timedelta(days=days)
         with transaction.atomic():
             old = SyncJob.objects.filter(status__in=ENDED_STATUSES, finished_at__lt=cutoff)
+            # The admin's history keeps who did what to these jobs, but not whose they were.
+            scrub_admin_history(old.select_related("source", "destination").iterator(chunk_size=500))
             account_ids = set(old.values_list("source_id", flat=True)) | set(
                 old.values_list("destination_id", flat=True)
             )

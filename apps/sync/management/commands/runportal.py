@@ -33,8 +33,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--addr", default="127.0.0.1:8000", help="address:port of the web server")
         parser.add_argument("--workers", type=int, default=1, help="how many copy workers to start")
+        parser.add_argument(
+            "--check-workers", type=int, default=2, help="how many workers run the customers' connection tests"
+        )
 
-    def handle(self, *args, addr, workers, **options):
+    def handle(self, *args, addr, workers, check_workers, **options):
         redis = None
         redis_parts = urlsplit(settings.REDIS_URL)
         if not redis_answers(settings.REDIS_URL):
@@ -49,11 +52,10 @@ class Command(BaseCommand):
         # Own sessions, so that a Ctrl-C reaches only this command, which then stops the
         # children in order: web server, workers (warm, then cold), Redis last.
         web = subprocess.Popen([*manage, "runserver", addr, "--noreload"], env=env, start_new_session=True)
-        queue_names = [settings.COPY_QUEUE, settings.CHECK_QUEUE]
-        workers_ = [
-            subprocess.Popen([*manage, "rqworker", *queue_names], env=env, start_new_session=True)
-            for _ in range(workers)
-        ]
+        # Connection tests have workers of their own: behind a copy that lasts hours, a customer
+        # would wait that long for the form's answer.
+        queues = [settings.COPY_QUEUE] * workers + [settings.CHECK_QUEUE] * check_workers
+        workers_ = [subprocess.Popen([*manage, "rqworker", queue], env=env, start_new_session=True) for queue in queues]
         self.stdout.write(self.style.SUCCESS(f"IMAPCopy runs at http://{addr}/ (admin: /admin/). Ctrl-C stops it."))
 
         stopping = False
