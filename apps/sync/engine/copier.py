@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .append import AppendDesync, Appender
 from .archive import find_archived
 from .checkpoints import CheckpointStore
 from .connection import LOGOUT_SECONDS, MailboxState, Session, connect, quote
@@ -29,8 +30,6 @@ from .model import (
 )
 from .pipeline import (
     AlreadyPresent,
-    AppendDesync,
-    Appender,
     Batch,
     ByteBudget,
     FolderBegin,

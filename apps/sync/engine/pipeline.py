@@ -19,11 +19,9 @@ from .connection import (
     FETCH_UID,
     Response,
     Session,
-    expand_uid_set,
-    quote,
     uid_set,
 )
-from .errors import EngineError, ErrorCode, TransientError
+from .errors import ErrorCode, TransientError
 from .fingerprint import (
     Fingerprint,
     fetch_fingerprints,
@@ -33,7 +31,6 @@ from .fingerprint import (
 )
 from .folders import FolderPlan
 from .model import FolderCheckpoint
-from .stored import RewriteWatch, check_stored
 
 log = logging.getLogger("imapcopy.engine")
 
@@ -390,165 +387,3 @@ class Reader(threading.Thread):
         except BaseException:
             self.budget.release(nbytes)
             raise
-
-
-@dataclass
-class AppendOutcome:
-    appended: list[Message] = field(default_factory=list)
-    dest_uids: list[int] = field(default_factory=list)
-    too_large: list[Message] = field(default_factory=list)
-    failed: list[tuple[Message, str]] = field(default_factory=list)
-    dropped_keywords: set[str] = field(default_factory=set)
-    flags_dropped: set[int] = field(default_factory=set)  # source UIDs stored without some flags
-    dest_uid_of: dict[int, int] = field(default_factory=dict)  # source UID -> destination UID (UIDPLUS)
-    altered: list[tuple[Message, str]] = field(default_factory=list)  # stored, but changed: why
-
-
-# A server that rejects a message in the middle of a LITERAL+ APPEND may read the rest of the
-# data as commands (Dovecot does, for a size limit it does not announce): message text must never
-# reach it that way.  So non-synchronizing literals are used only for messages that cannot hit a
-# size limit: below the announced APPENDLIMIT (bigger ones are skipped before), or, without one,
-# below a size no real server refuses.  Bigger messages wait for the server's "+" first.
-LITERAL_PLUS_MAX_UNANNOUNCED = 64 * 1024
-
-
-class AppendDesync(TransientError):
-    """The server answered a MULTIAPPEND for fewer messages than were sent."""
-
-
-def format_flags(flags: list[bytes]) -> bytes:
-    return b"(" + b" ".join(flags) + b")"
-
-
-class Appender:
-    """MULTIAPPEND with LITERAL+ where offered, falling back message by message."""
-
-    def __init__(self, session: Session, careful: bool = False, watch: RewriteWatch | None = None) -> None:
-        self.session = session
-        self.multiappend = session.has("MULTIAPPEND")
-        self.literal_plus = session.has("LITERAL+")
-        self.uidplus = session.has("UIDPLUS")
-        self.unselect = session.has("UNSELECT")
-        self.watch = watch or RewriteWatch()
-        limit = session.append_limit
-        self.literal_plus_max = limit if limit else LITERAL_PLUS_MAX_UNANNOUNCED
-        self.careful = careful  # after a desync: one message per APPEND, synchronizing literals
-        self.refused_keywords: set[bytes] = set()
-
-    def append(self, mailbox: bytes, messages: list[Message], keep_flag) -> AppendOutcome:
-        outcome = AppendOutcome()
-        prepared = [(m, self._flags(m, keep_flag, outcome)) for m in messages]
-        if self.multiappend and not self.careful and len(prepared) > 1:
-            done, uids = self._send(mailbox, prepared)
-            if done.ok:
-                if self.uidplus and uids is not None and len(uids) != len(prepared):
-                    self.careful = True
-                    # The caller reconnects; what did land is in the window reconciled on resume.
-                    raise AppendDesync(ErrorCode.NETWORK_ERROR, "MULTIAPPEND answered partially", "destination")
-                outcome.appended.extend(m for m, _ in prepared)
-                outcome.dest_uids.extend(uids or [])
-                if uids is not None and len(uids) == len(prepared):
-                    outcome.dest_uid_of.update((m.uid, uid) for (m, _), uid in zip(prepared, uids, strict=True))
-                self._check_stored(mailbox, outcome)
-                return outcome
-            self._raise_if_fatal(done)
-            # One message spoilt the whole (atomic) batch: find it by appending one by one.
-        for msg, flags in prepared:
-            self._append_one(mailbox, msg, flags, outcome)
-        self._check_stored(mailbox, outcome)
-        return outcome
-
-    def _flags(self, msg: Message, keep_flag, outcome: AppendOutcome) -> list[bytes]:
-        kept = []
-        for flag in msg.flags:
-            if keep_flag(flag) and flag not in self.refused_keywords:
-                kept.append(flag)
-            else:
-                outcome.dropped_keywords.add(flag.decode("ascii", "replace"))
-                outcome.flags_dropped.add(msg.uid)
-        return kept
-
-    def _append_one(self, mailbox: bytes, msg: Message, flags: list[bytes], outcome: AppendOutcome) -> None:
-        done, uids = self._send(mailbox, [(msg, flags)])
-        # A keyword the server cannot store spoils the APPEND: drop keywords, longest first,
-        # until it goes through, and remember them for the following messages.
-        keywords = sorted((f for f in flags if not f.startswith(b"\\")), key=len, reverse=True)
-        while not done.ok and keywords and b"keyword" in done.text.lower():
-            bad = keywords.pop(0)
-            self.refused_keywords.add(bad)
-            outcome.dropped_keywords.add(bad.decode("ascii", "replace"))
-            outcome.flags_dropped.add(msg.uid)
-            flags = [f for f in flags if f != bad]
-            done, uids = self._send(mailbox, [(msg, flags)])
-        if done.ok:
-            outcome.appended.append(msg)
-            outcome.dest_uids.extend(uids or [])
-            if uids is not None and len(uids) == 1:
-                outcome.dest_uid_of[msg.uid] = uids[0]
-            return
-        self._raise_if_fatal(done)
-        text = done.text.lower()
-        if done.code in (b"TOOBIG", b"LIMIT") or b"too large" in text or b"size" in text:
-            outcome.too_large.append(msg)
-        else:
-            outcome.failed.append((msg, done.text[:200].decode("utf-8", "replace")))
-
-    def _check_stored(self, mailbox: bytes, outcome: AppendOutcome) -> None:
-        outcome.altered.extend(check_stored(self.session, mailbox, outcome, self.watch, self.unselect))
-
-    def _raise_if_fatal(self, done) -> None:
-        from .connection import is_throttled
-
-        if done.code == b"OVERQUOTA" or b"quota" in done.text.lower():
-            raise EngineError(ErrorCode.OVER_QUOTA, "the destination mailbox is full", "destination")
-        if is_throttled(done):
-            raise TransientError(ErrorCode.NETWORK_ERROR, "destination is throttling", "destination")
-        if done.code == b"TRYCREATE":
-            raise EngineError(ErrorCode.PROTOCOL_ERROR, "destination folder vanished", "destination")
-
-    def _send(self, mailbox: bytes, items: list[tuple[Message, list[bytes]]]):
-        s = self.session
-        tag = s.next_tag()
-        head = tag + b" APPEND " + quote(mailbox)
-        pending: list[bytes] = [head]
-        pending_len = len(head)
-        for msg, flags in items:
-            size = len(msg.body)
-            nonsync = self.literal_plus and not self.careful and size <= self.literal_plus_max
-            marker = b"{%d+}\r\n" % size if nonsync else b"{%d}\r\n" % size
-            pending.append(b" " + format_flags(flags) + b' "' + msg.internaldate + b'" ' + marker)
-            if nonsync:
-                if size < 64 * 1024:
-                    pending.append(msg.body)
-                    pending_len += size + 64
-                    if pending_len > 256 * 1024:
-                        s.send(b"".join(pending))
-                        pending, pending_len = [], 0
-                else:
-                    s.send(b"".join(pending))
-                    s.send(msg.body)
-                    pending, pending_len = [], 0
-                continue
-            s.send(b"".join(pending))
-            pending, pending_len = [], 0
-            resp = s.read_response()
-            while resp.text.startswith(b"* "):  # e.g. EXISTS for the selected mailbox
-                resp = s.read_response()
-            if not resp.text.startswith(b"+"):
-                if resp.text.startswith(tag + b" "):
-                    rest = resp.text[len(tag) + 1 :].rstrip(b"\r\n")
-                    status, _, text = rest.partition(b" ")
-                    from .connection import Completion
-
-                    return Completion(status.upper(), text, []), None
-                raise TransientError(ErrorCode.PROTOCOL_ERROR, "unexpected answer to APPEND", "destination")
-            s.send(msg.body)
-        pending.append(b"\r\n")
-        s.send(b"".join(pending))
-        done = s.read_until(tag, lambda resp: None)
-        uids = None
-        if done.ok and done.code == b"APPENDUID":
-            args = done.code_args.split()
-            if len(args) == 2:
-                uids = expand_uid_set(args[1])
-        return done, uids

@@ -19,7 +19,8 @@ from .connection import FETCH_INTERNALDATE, FETCH_UID, Response, Session, quote,
 from .fingerprint import internaldate_epoch
 
 if TYPE_CHECKING:
-    from .pipeline import AppendOutcome, Message
+    from .append import AppendOutcome
+    from .pipeline import Message
 
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 
