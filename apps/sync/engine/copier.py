@@ -48,6 +48,11 @@ from .pipeline import (
 )
 from .stored import RewriteWatch
 
+# Without STATUS=SIZE (Gmail, Microsoft 365, Yahoo) a folder's bytes are estimated from its
+# message count, so that big folders are still split between pipelines (the split itself uses
+# the real sizes) and the biggest handed out first.
+ESTIMATED_MESSAGE_BYTES = 50_000
+
 log = logging.getLogger("imapcopy.engine")
 
 MAX_ATTEMPTS = 6  # consecutive failed attempts without progress before giving up
@@ -492,7 +497,7 @@ class _CopyRun:
         for task in tasks:
             if task.plan.archive:
                 task.only_uids = archived.get(task.plan.source.name, set())
-                task.size_hint = len(task.only_uids)
+                task.size_hint = len(task.only_uids) * ESTIMATED_MESSAGE_BYTES
         self.progress(force=True)
         if tasks:
             tasks = self._split_big_folders(src, tasks)
@@ -602,7 +607,7 @@ class _CopyRun:
             # (reconciliation or a fresh copy) and counted then.
             self._uncredited.pop(ck.source_name, None)
             self._holds.pop(ck.source_name, None)
-        task.size_hint = st.get("SIZE") or st.get("MESSAGES", 0)
+        task.size_hint = st.get("SIZE") or st.get("MESSAGES", 0) * ESTIMATED_MESSAGE_BYTES
         source_same = ck.uidvalidity == st["UIDVALIDITY"]
         dest_same = _same_folder(ck, {"UIDVALIDITY": dstate.uidvalidity, "UIDNEXT": dstate.uidnext})
         if source_same and dest_same:
@@ -671,7 +676,12 @@ class _CopyRun:
                 continue
             src.select(task.plan.source.raw, readonly=True)
             sizes = fetch_sizes(src, task.start_uid, task.only_uids)
-            pieces = min(8, max(1, round(sum(size for _, size in sizes) / target)))
+            weight = sum(size for _, size in sizes)
+            if not src.has("STATUS=SIZE"):
+                # The target came from estimates: weigh the folder the same way, or a folder of
+                # small messages (where round trips, not bytes, set the pace) is never split.
+                weight = max(weight, len(sizes) * ESTIMATED_MESSAGE_BYTES)
+            pieces = min(8, max(1, round(weight / target)))
             if pieces < 2 or len(sizes) < 2 * pieces:
                 out.append(task)
                 continue

@@ -89,7 +89,7 @@ class FolderTask:
     # Copies of source UIDs in (reconcile_from, start_uid) are among `present` too: they are known
     # to be there, so they must not stand in for a duplicate of theirs that is not.
     reconcile_from: int | None = None
-    size_hint: int = 0  # bytes (or messages) to copy, to hand out the biggest folders first
+    size_hint: int = 0  # bytes to copy (or an estimate), to hand out the biggest folders first
     # Gmail's All Mail: copy these UIDs only (its archived messages); None: every message.
     only_uids: set[int] | None = None
     segment: Segment | None = None  # set when a big folder is split between pipelines

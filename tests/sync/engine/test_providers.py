@@ -294,3 +294,24 @@ def test_a_destination_that_keeps_what_it_is_given_is_trusted_after_a_sample(dot
         # be an EXAMINE per APPEND (16 and 16 here without the sample).
         assert proxy.commands["APPEND"] >= 12
         assert proxy.commands["EXAMINE"] <= proxy.commands["APPEND"] / 2, proxy.commands
+
+
+def test_a_big_folder_is_split_between_pipelines_without_status_size(bare_server, slash_server, caplog):
+    """Gmail, Microsoft 365 and Yahoo give no folder sizes: a big INBOX is still copied by several
+    pipelines at once (its bytes estimated from its message count), and the copy stays exact."""
+    from tests.support.dovecot import BARE_CAPABILITY
+
+    assert "STATUS=SIZE" not in BARE_CAPABILITY
+    src, dst = new_box(bare_server), new_box(slash_server)
+    mails = mail.build_corpus(seed=64, messages=400, folders=[("INBOX",)])
+    mail.upload(src.account, mails)
+    with ImapProxy(src.server.port, Quirks(refuse_unadvertised=True)) as source_proxy:
+        source, _ = proxied(src, source_proxy)
+        dest = Endpoint(dst.server.host, dst.server.port, Security.NONE, dst.user.login, dst.user.password)
+        options = CopyOptions(parallelism=4, batch_bytes=256 * 1024)
+        with caplog.at_level("INFO", logger="imapcopy.engine"):
+            result = copy_mailbox(source, dest, options=options, checkpoints=MemoryCheckpointStore())
+        assert source_proxy.refused == [], source_proxy.reasons
+    assert result.status == "finished" and result.exact, result
+    assert any("copying folder INBOX in" in record.getMessage() for record in caplog.records)
+    assert mail.compare(mail.snapshot(src.account), mail.snapshot(dst.account), DOT_TO_SLASH) == []
