@@ -16,6 +16,7 @@ from apps.mailboxes.endpoints import endpoint_for
 from apps.mailboxes.netguard import HostNotAllowed, HostNotFound
 from apps.sync import engine, services
 from apps.sync.models import FolderProgress, JobStatus, SyncJob
+from apps.sync.options import copy_options_from_settings
 
 _CHECKPOINT_COLUMNS = {
     field.name
@@ -78,18 +79,9 @@ class FolderProgressCheckpoints:
 
 
 def counters_from(result_or_progress) -> services.JobCounters:
-    return services.JobCounters(
-        folders_total=result_or_progress.folders_total,
-        folders_done=result_or_progress.folders_done,
-        messages_total=result_or_progress.messages_total,
-        messages_copied=result_or_progress.messages_copied,
-        messages_skipped=result_or_progress.messages_skipped,
-        messages_failed=result_or_progress.messages_failed,
-        # A final result carries no total size: keep the one progress recorded.
-        bytes_total=getattr(result_or_progress, "bytes_total", None),
-        bytes_copied=result_or_progress.bytes_copied,
-        current_folder=getattr(result_or_progress, "current_folder", None) or "",
-    )
+    # A final result carries no total size (bytes_total None): keep the one progress recorded.
+    figures = {f.name: getattr(result_or_progress, f.name, None) for f in dataclasses.fields(engine.Counters)}
+    return services.JobCounters(**figures, current_folder=getattr(result_or_progress, "current_folder", None) or "")
 
 
 def planned(result_or_progress) -> bool:
@@ -181,13 +173,7 @@ def copy_job_mailbox(
         if event_listener:
             event_listener(event)
 
-    options = options or engine.CopyOptions(
-        error_budget=settings.IMAPCOPY_ERROR_BUDGET,
-        max_message_bytes=settings.IMAPCOPY_MAX_MESSAGE_BYTES,
-        batch_bytes=settings.IMAPCOPY_BATCH_BYTES,
-        parallelism=settings.IMAPCOPY_PARALLELISM,
-        copy_all_mail_as_folder=job.copy_all_mail_as_folder,
-    )
+    options = options or copy_options_from_settings(copy_all_mail_as_folder=job.copy_all_mail_as_folder)
     should_cancel = StopPoller(job.pk, run)
     patience_ends = time.monotonic() + settings.IMAPCOPY_NETWORK_PATIENCE_SECONDS
     delay = RECONNECT_FIRST_DELAY

@@ -17,6 +17,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from apps.mailboxes.models import MailAccount
+from apps.sync import engine
 from apps.sync.history import scrub_admin_history
 from apps.sync.models import ACTIVE_STATUSES, JobEvent, JobStatus, ReportProof, SyncJob
 
@@ -138,15 +139,8 @@ def job_heartbeat(*, job_id: int, run: int) -> bool:
 
 
 @dataclass(frozen=True)
-class JobCounters:
-    folders_total: int = 0
-    folders_done: int = 0
-    messages_total: int = 0
-    messages_copied: int = 0
-    messages_skipped: int = 0
-    messages_failed: int = 0
+class JobCounters(engine.Counters):
     bytes_total: int | None = 0  # None: leave the recorded value as it is
-    bytes_copied: int = 0
     current_folder: str = ""
 
 

@@ -6,6 +6,7 @@ from .errors import EngineError, ErrorCode
 from .model import (
     CopyOptions,
     CopyResult,
+    Counters,
     Endpoint,
     Event,
     FolderCheckpoint,
@@ -20,6 +21,7 @@ __all__ = [
     "CheckpointStore",
     "CopyOptions",
     "CopyResult",
+    "Counters",
     "Endpoint",
     "EngineError",
     "ErrorCode",

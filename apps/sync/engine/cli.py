@@ -12,33 +12,28 @@ import logging
 import os
 import sys
 from dataclasses import asdict
-from urllib.parse import unquote, urlsplit
 
 from .checkpoints import JsonFileCheckpointStore, MemoryCheckpointStore
 from .copier import copy_mailbox
-from .model import CopyOptions, Endpoint, Event, Progress, Security
-
-SCHEMES = {
-    "imaps": (Security.TLS, 993),
-    "imap+tls": (Security.TLS, 993),
-    "imap+starttls": (Security.STARTTLS, 143),
-    "imap": (Security.STARTTLS, 143),
-    "imap+plain": (Security.NONE, 143),
-}
+from .model import CopyOptions, Endpoint, Event, Progress
+from .urls import SCHEMES, URLError, parse_imap_url
 
 
 def parse_endpoint(url: str, password: str, args: argparse.Namespace, source: bool = False) -> Endpoint:
-    parts = urlsplit(url)
-    if parts.scheme not in SCHEMES:
-        raise SystemExit(f"unsupported URL scheme {parts.scheme!r} (use {', '.join(SCHEMES)})")
-    if parts.password:
-        raise SystemExit("put passwords in the environment, not in the URL")
-    security, default_port = SCHEMES[parts.scheme]
+    try:
+        parsed = parse_imap_url(url)
+    except URLError as exc:
+        raise SystemExit(
+            {
+                "scheme": f"unsupported URL scheme {exc.scheme!r} (use {', '.join(SCHEMES)})",
+                "password": "put passwords in the environment, not in the URL",
+            }.get(exc.reason, "the port is not a number between 1 and 65535")
+        ) from None
     return Endpoint(
-        host=parts.hostname or "",
-        port=parts.port or default_port,
-        security=security,
-        login=unquote(parts.username or ""),
+        host=parsed.host,
+        port=parsed.port,
+        security=parsed.security,
+        login=parsed.login,
         password=password,
         ca_file=args.ca_file,
         verify_tls=not args.insecure,

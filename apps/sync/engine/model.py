@@ -89,17 +89,24 @@ class FolderCheckpoint:
     archive_only: bool = False
 
 
-@dataclass
-class Progress:
-    folders_total: int
-    folders_done: int
-    messages_total: int
-    messages_copied: int
-    messages_skipped: int
-    messages_failed: int
-    bytes_total: int
-    bytes_copied: int
-    current_folder: str | None
+@dataclass(frozen=True)
+class Counters:
+    """A copy's figures: folders, messages and bytes, in all and done (the one counters type:
+    Progress is one, the portal's JobCounters another)."""
+
+    folders_total: int = 0
+    folders_done: int = 0
+    messages_total: int = 0
+    messages_copied: int = 0
+    messages_skipped: int = 0
+    messages_failed: int = 0
+    bytes_total: int = 0
+    bytes_copied: int = 0
+
+
+@dataclass(frozen=True)
+class Progress(Counters):
+    current_folder: str | None = None
 
 
 @dataclass

@@ -13,9 +13,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -28,31 +26,17 @@ from apps.mailboxes.models import MailAccount
 from apps.mailboxes.services import account_create, account_set_password
 from apps.providers.models import Provider, Security
 from apps.sync import engine, runner, services
+from apps.sync.engine.urls import AccountURL, URLError, parse_imap_url
 from apps.sync.models import JobStatus, SyncJob
+from apps.sync.options import copy_options_from_settings
 
-SCHEMES = {
-    "imaps": (Security.TLS, 993),
-    "imap": (Security.STARTTLS, 143),
-    "imap+plain": (Security.NONE, 143),
-}
+SCHEMES = ("imaps", "imap", "imap+plain")
 EXIT_OK, EXIT_INCOMPLETE, EXIT_FATAL = 0, 1, 2
 
 
 class FatalError(CommandError):
     def __init__(self, message: str):
         super().__init__(message, returncode=EXIT_FATAL)
-
-
-@dataclass(frozen=True)
-class AccountURL:
-    login: str
-    host: str
-    port: int
-    security: Security
-
-    @property
-    def address(self) -> str:
-        return self.login if "@" in self.login else f"{self.login}@{self.host}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -66,21 +50,22 @@ def _is_loopback(host: str) -> bool:
 
 
 def parse_account_url(value: str, what: str) -> AccountURL:
-    parts = urlsplit(value)
-    if parts.scheme not in SCHEMES:
-        raise FatalError(f"{what}: the URL must start with imaps://, imap:// or imap+plain:// ({value!r})")
-    if not parts.username or not parts.hostname:
-        raise FatalError(f"{what}: the URL must name a login and a host, as in imaps://LOGIN@HOST[:PORT]")
-    if parts.password is not None:
-        raise FatalError(f"{what}: put no password in the URL; use the environment variable or the prompt")
-    security, default_port = SCHEMES[parts.scheme]
     try:
-        port = parts.port or default_port
-    except ValueError:
-        raise FatalError(f"{what}: the port is not a number between 1 and 65535") from None
-    if security == Security.NONE and not _is_loopback(parts.hostname):
+        url = parse_imap_url(value, SCHEMES, require_login=True)
+    except URLError as exc:
+        raise FatalError(
+            what
+            + ": "
+            + {
+                "scheme": f"the URL must start with imaps://, imap:// or imap+plain:// ({value!r})",
+                "incomplete": "the URL must name a login and a host, as in imaps://LOGIN@HOST[:PORT]",
+                "password": "put no password in the URL; use the environment variable or the prompt",
+                "port": "the port is not a number between 1 and 65535",
+            }[exc.reason]
+        ) from None
+    if url.security == Security.NONE and not _is_loopback(url.host):
         raise FatalError(f"{what}: imap+plain:// sends the password in clear and is allowed only to a loopback host")
-    return AccountURL(login=unquote(parts.username), host=parts.hostname.lower(), port=port, security=security)
+    return url
 
 
 def _run_is_dead(job: SyncJob) -> bool:
@@ -191,13 +176,8 @@ class Command(BaseCommand):
             if dry_run and event.kind in ("folder_started", "folder_done", "folder_created"):
                 listed.append(event)
 
-        options_ = engine.CopyOptions(
-            dry_run=dry_run,
-            error_budget=settings.IMAPCOPY_ERROR_BUDGET,
-            max_message_bytes=settings.IMAPCOPY_MAX_MESSAGE_BYTES,
-            batch_bytes=settings.IMAPCOPY_BATCH_BYTES,
-            parallelism=settings.IMAPCOPY_PARALLELISM,
-            copy_all_mail_as_folder=all_mail_as_folder or job.copy_all_mail_as_folder,
+        options_ = copy_options_from_settings(
+            dry_run=dry_run, copy_all_mail_as_folder=all_mail_as_folder or job.copy_all_mail_as_folder
         )
         started = time.monotonic()
         try:
