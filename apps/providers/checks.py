@@ -44,7 +44,7 @@ class ServerCheck:
 def check_provider_server(provider: Provider, *, timeout: float = 10.0) -> ServerCheck:
     # The engine's client connects to a given address while checking the certificate against the
     # host name, with bounded reads: a hostile server cannot make the web process read forever.
-    from apps.sync.engine.connection import _Client
+    from apps.sync.engine.opening import _Client
 
     if not provider.imap_host:
         return ServerCheck(False, gettext("No server: customers type their own."))

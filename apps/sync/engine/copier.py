@@ -14,10 +14,11 @@ from collections.abc import Callable
 from .append import AppendDesync
 from .calls import CallerThread
 from .checkpoints import CheckpointStore
-from .connection import LOGOUT_SECONDS, Session, connect
+from .connection import LOGOUT_SECONDS, Session
 from .errors import Cancelled, EngineError, ErrorCode, TransientError
 from .ledger import Ledger
 from .model import CopyOptions, CopyResult, Counters, Endpoint, Event, FolderCheckpoint, Progress
+from .opening import connect
 from .pairs import PairOpener, PairRuns
 from .pipeline import RateLimiter
 from .planning import FolderPlanning

@@ -16,11 +16,12 @@ from collections.abc import Callable
 
 from .append import Appender
 from .calls import CallerThread
-from .connection import Session, connect
+from .connection import Session
 from .errors import Cancelled, EngineError, ErrorCode, TransientError
 from .folders import FolderPlan
 from .ledger import Ledger, Uncredited
 from .model import CopyOptions, Endpoint, SkippedMessage
+from .opening import connect
 from .pipeline import (
     AlreadyPresent,
     Batch,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import time
 
-from .connection import connect
 from .folders import list_folders
 from .model import Endpoint, MailboxSummary
+from .opening import connect
 
 
 def probe_account(endpoint: Endpoint, *, deadline: float | None = None) -> MailboxSummary:

@@ -26,8 +26,8 @@ from apps.sync.engine import (
     copy_mailbox,
     probe_account,
 )
-from apps.sync.engine.connection import connect
 from apps.sync.engine.folders import list_folders
+from apps.sync.engine.opening import connect
 from tests.support.hostile_imap import HOSTILE_NAMES, LOGIN, PASSWORD, HostileImapServer, Scenario
 
 REPO = Path(__file__).resolve().parents[3]

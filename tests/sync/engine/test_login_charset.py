@@ -11,7 +11,7 @@ import pytest
 from imapclient.exceptions import LoginError
 
 from apps.sync.engine import Endpoint, EngineError, ErrorCode, Security
-from apps.sync.engine.connection import _Client, _login_with_literals, connect
+from apps.sync.engine.opening import _Client, _login_with_literals, connect
 from tests.support.dovecot import DovecotServer, Profile
 
 ANY_USER_NAME = "auth_username_chars =\n"
