@@ -11,6 +11,9 @@ Copiers: mbsync; "imapcopy", the engine's own command line (python -m apps.sync.
 copy engine with a JSON checkpoint file, no Django); "copymailbox", the staff command
 (manage.py copymailbox: the same engine plus Django start-up and the job's database records).
 
+Copiers connect over implicit TLS (imaps, port 993 style), as customers' copies do; --plain
+measures plain-text IMAP instead (the figures of sessions 2-4).
+
     .venv/bin/python bench/run_engine_bench.py                 # both corpora
     .venv/bin/python bench/run_engine_bench.py --corpus big    # 5,000 msgs / ~160 MB only
 """
@@ -57,12 +60,30 @@ def timed(cmd: list[str], env: dict) -> tuple[float, float, subprocess.Completed
     return wall, rss, proc
 
 
+class Transport:
+    """How the copiers reach the servers: implicit TLS on each server's TLS port (the default), or
+    plain text. The test's own reads and checks always use the plain port."""
+
+    tls = True
+    cafile = ""
+    tls_ports: dict[int, int] = {}
+
+    @classmethod
+    def url(cls, a: mail.Account) -> str:
+        if cls.tls:
+            return f"imaps://{a.login}@localhost:{cls.tls_ports[a.port]}"
+        return f"imap+plain://{a.login}@{a.host}:{a.port}"
+
+    @classmethod
+    def ca_args(cls, flag: str) -> list[str]:
+        return [flag, cls.cafile] if cls.tls else []
+
+
 def engine_cmd(src: mail.Account, dst: mail.Account, state: Path) -> tuple[list[str], dict]:
     env = dict(os.environ, IMAPCOPY_SOURCE_PASSWORD=src.password, IMAPCOPY_DEST_PASSWORD=dst.password)
     return [
-        sys.executable, "-m", "apps.sync.engine.cli", "-q",
-        f"imap+plain://{src.login}@{src.host}:{src.port}", f"imap+plain://{dst.login}@{dst.host}:{dst.port}",
-        "--state", str(state),
+        sys.executable, "-m", "apps.sync.engine.cli", "-q", Transport.url(src), Transport.url(dst),
+        "--state", str(state), *Transport.ca_args("--ca-file"),
     ], env  # fmt: skip
 
 
@@ -81,8 +102,8 @@ def copymailbox_cmd(src: mail.Account, dst: mail.Account, state_dir: Path) -> tu
     if not (state_dir / "db.sqlite3").exists():
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=REPO, check=True)
     return [
-        sys.executable, "manage.py", "copymailbox", "--json",
-        f"imap+plain://{src.login}@{src.host}:{src.port}", f"imap+plain://{dst.login}@{dst.host}:{dst.port}",
+        sys.executable, "manage.py", "copymailbox", "--json", Transport.url(src), Transport.url(dst),
+        *Transport.ca_args("--cafile"),
     ], env  # fmt: skip
 
 
@@ -104,9 +125,14 @@ def compile_bytecode() -> None:
 def mbsync_cmd(src: mail.Account, dst: mail.Account, workdir: Path) -> tuple[list[str], dict]:
     (workdir / "syncstate").mkdir(parents=True, exist_ok=True)
     rc = workdir / "mbsyncrc"
+    if Transport.tls:  # mbsync checks the certificate's name: localhost, not 127.0.0.1
+        link = "Host localhost\nPort {port}\nSSLType IMAPS\nCertificateFile " + Transport.cafile + "\n"
+    else:
+        link = "Host {host}\nPort {port}\nSSLType None\n"
     accounts = "".join(
-        f"IMAPAccount {n}\nHost {a.host}\nPort {a.port}\nUser {a.login}\nPass {a.password}\n"
-        f"SSLType None\nAuthMechs LOGIN\n\nIMAPStore {n}-store\nAccount {n}\n\n"
+        f"IMAPAccount {n}\n"
+        + link.format(host=a.host, port=Transport.tls_ports.get(a.port, a.port) if Transport.tls else a.port)
+        + f"User {a.login}\nPass {a.password}\nAuthMechs LOGIN\n\nIMAPStore {n}-store\nAccount {n}\n\n"
         for n, a in (("src", src), ("dst", dst))
     )
     rc.write_text(
@@ -199,6 +225,7 @@ def main() -> int:
         "--no-django", action="store_true",
         help="skip 'manage.py copymailbox' (the engine's own command line, imapcopy, always runs)",
     )  # fmt: skip
+    ap.add_argument("--plain", action="store_true", help="plain-text IMAP instead of implicit TLS")
     args = ap.parse_args()
     if not shutil.which("mbsync"):
         print("mbsync not found (apt-get install isync)", file=sys.stderr)
@@ -210,6 +237,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="imapcopy-bench-") as tmp, \
             DovecotServer(Profile.bench(), pool_size=4) as src_server, \
             DovecotServer(Profile.bench(), pool_size=2 * 3 * args.repeat + 2) as dst_server:  # fmt: skip
+        Transport.tls = not args.plain
+        bundle = Path(tmp) / "ca.pem"
+        bundle.write_text(src_server.cert_file.read_text() + dst_server.cert_file.read_text())
+        Transport.cafile = str(bundle)
+        Transport.tls_ports = {src_server.port: src_server.tls_port, dst_server.port: dst_server.tls_port}
+        print(f"transport: {'implicit TLS (imaps)' if Transport.tls else 'plain text'}", flush=True)
         for name in names:
             all_results.append(bench_corpus(name, src_server, dst_server, Path(tmp), args.repeat, copiers))
     print(json.dumps(all_results))
