@@ -51,14 +51,22 @@ class ProviderAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Show to customers"), permissions=["change"])
     def activate(self, request, queryset):
-        count = queryset.update(is_active=True)
+        count = self._set_active(request, queryset, True)
         self.message_user(
             request, ngettext("%(count)d provider shown.", "%(count)d providers shown.", count) % {"count": count}
         )
 
     @admin.action(description=_("Hide from customers (existing jobs keep working)"), permissions=["change"])
     def deactivate(self, request, queryset):
-        count = queryset.update(is_active=False)
+        count = self._set_active(request, queryset, False)
         self.message_user(
             request, ngettext("%(count)d provider hidden.", "%(count)d providers hidden.", count) % {"count": count}
         )
+
+    def _set_active(self, request, queryset, active: bool) -> int:
+        """Show or hide the providers that are not so yet, each change in the admin's history."""
+        changed = list(queryset.exclude(is_active=active))
+        queryset.filter(pk__in=[provider.pk for provider in changed]).update(is_active=active)
+        for provider in changed:
+            self.log_change(request, provider, "Shown to customers" if active else "Hidden from customers")
+        return len(changed)

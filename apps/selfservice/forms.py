@@ -5,6 +5,7 @@ import re
 from django import forms
 from django.conf import settings
 from django.core.validators import validate_email
+from django.forms.utils import ErrorDict
 from django.utils.translation import gettext_lazy as _
 
 from apps.providers.models import Provider, Security
@@ -12,6 +13,27 @@ from apps.providers.models import Provider, Security
 # A host name or an IP literal; the connection test resolves and vets it.
 HOST_PATTERN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# What the customer chooses, with the port each choice uses when the port is left empty.
+SECURITY_CHOICES = [
+    (Security.TLS, _("SSL/TLS (port 993)")),
+    (Security.STARTTLS, _("STARTTLS (port 143)")),
+    (Security.NONE, _("None: unencrypted (port 143)")),
+]
+DEFAULT_PORTS = {Security.TLS: 993, Security.STARTTLS: 143, Security.NONE: 143}
+# Where a failed connection test points the customer: the fields at fault, and what to check.
+CHECK_ERROR_FIELDS = {
+    "auth_failed": (("login", "password"), _("The server refused this login or password.")),
+    "auth_unsupported_characters": (("password",), _("The server cannot accept this password.")),
+    "dns_failed": (("host",), _("The server name could not be found.")),
+    "host_not_allowed": (("host",), _("This server address is not allowed.")),
+    "unreachable": (("host", "port"), _("This server could not be reached on this port.")),
+    "connection_refused": (("host", "port"), _("This server refused the connection on this port.")),
+    "timeout": (("host", "port"), _("This server did not answer on this port.")),
+    "not_imap": (("host", "port"), _("No IMAP server answers at this address and port.")),
+    "tls_error": (("port", "security"), _("Check that this port and this connection security go together.")),
+}
 
 
 class ProviderChoiceField(forms.ModelChoiceField):
@@ -22,7 +44,12 @@ class ProviderChoiceField(forms.ModelChoiceField):
 class AccountForm(forms.Form):
     """One side of the copy: provider, login, password and, when needed, the server."""
 
-    provider = ProviderChoiceField(queryset=Provider.objects.none(), label=_("Service"), empty_label=None)
+    provider = ProviderChoiceField(
+        queryset=Provider.objects.none(),
+        label=_("Service"),
+        empty_label=_("Choose your service"),
+        error_messages={"required": _("Choose your service in the list.")},
+    )
     login = forms.CharField(label=_("Login"), max_length=320)
     password = forms.CharField(
         label=_("Password"), max_length=1024, strip=False, widget=forms.PasswordInput(render_value=False)
@@ -34,20 +61,54 @@ class AccountForm(forms.Form):
         help_text=_("Only needed when your login is not your email address."),
     )
     host = forms.CharField(label=_("IMAP server"), max_length=253, required=False)
-    use_ssl = forms.BooleanField(label=_("SSL"), required=False, initial=True)
-    port = forms.IntegerField(label=_("Port"), min_value=1, max_value=65535, required=False)
-    security = forms.ChoiceField(label=_("Security"), choices=Security.choices, required=False)
+    security = forms.ChoiceField(
+        label=_("Connection security"),
+        choices=SECURITY_CHOICES,
+        initial=Security.TLS,
+        required=False,
+        widget=forms.RadioSelect,
+    )
+    port = forms.IntegerField(
+        label=_("Port"),
+        min_value=1,
+        max_value=65535,
+        required=False,
+        help_text=_("Leave it empty to use the usual port of the connection security you chose."),
+    )
 
     def __init__(self, *args, role: str, **kwargs):
         super().__init__(*args, **kwargs)
         providers = Provider.objects.for_source() if role == "source" else Provider.objects.for_destination()
         self.fields["provider"].queryset = providers
         if not settings.IMAPCOPY_ALLOW_PLAINTEXT_IMAP:
-            self.fields["security"].choices = [c for c in Security.choices if c[0] != Security.NONE]
+            self.fields["security"].choices = [c for c in SECURITY_CHOICES if c[0] != Security.NONE]
         self.fields["login"].widget.attrs.update(autocomplete="username", autocapitalize="none", spellcheck="false")
         self.fields["password"].widget.attrs.update(autocomplete="current-password")
         self.fields["host"].widget.attrs.update(autocapitalize="none", spellcheck="false")
         self.fields["email_address"].widget.attrs.update(autocomplete="email", inputmode="email")
+        self.fields["port"].widget.attrs.update(inputmode="numeric", placeholder="993")
+
+    @property
+    def fixed_providers(self) -> list[Provider]:
+        """The presets whose server the customer cannot change: shown as text, not as fields."""
+        return [provider for provider in self.fields["provider"].queryset if not provider.customer_types_host]
+
+    @property
+    def selected_provider(self) -> Provider | None:
+        value = self["provider"].value()
+        return next((p for p in self.fields["provider"].queryset if str(p.pk) == str(value)), None) if value else None
+
+    def show_check_error(self, code: str) -> None:
+        """After a failed connection test: a short message beside each field at fault, where the
+        customer typed it (a preset's own server is not theirs to correct)."""
+        fields, message = CHECK_ERROR_FIELDS.get(code, ((), ""))
+        provider = self.selected_provider
+        if provider is not None and not provider.customer_types_host:
+            fields = [name for name in fields if name not in ("host", "port", "security")]
+        if self._errors is None:
+            self._errors = ErrorDict()
+        for name in fields:
+            self._errors.setdefault(name, self.error_class(renderer=self.renderer)).append(message)
 
     def _clean_text(self, name: str) -> str:
         value = self.cleaned_data.get(name) or ""
@@ -82,11 +143,13 @@ class AccountForm(forms.Form):
 
         if provider.customer_types_host:
             host = cleaned.get("host") or provider.imap_host
-            if not host:
+            if not host and "host" not in self.errors:  # a server typed but refused has its own error
                 self.add_error("host", forms.ValidationError(_("Enter your IMAP server."), code="required"))
-            security = cleaned.get("security") or (Security.TLS if cleaned.get("use_ssl") else Security.STARTTLS)
-            default_port = 993 if security == Security.TLS else 143
-            port = cleaned.get("port") or (provider.imap_port if host == provider.imap_host else default_port)
+            usual = bool(provider.imap_host) and host == provider.imap_host
+            security = cleaned.get("security") or (provider.security if usual else Security.TLS)
+            # An empty port follows the security chosen (the preset's own port goes with its own security).
+            usual_port = provider.imap_port if usual and security == provider.security else DEFAULT_PORTS[security]
+            port = cleaned.get("port") or usual_port
         else:
             host, port, security = provider.imap_host, provider.imap_port, provider.security
         allowed_ports = settings.IMAPCOPY_IMAP_PORTS

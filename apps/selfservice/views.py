@@ -119,8 +119,8 @@ def _form_again(account: MailAccount, role: str) -> AccountForm:
             "login": account.login,
             "email_address": account.email_address if account.email_address != account.login else "",
             "host": account.host if typed_host else "",
-            "use_ssl": account.security == "tls",
-            "port": account.port if typed_host else None,
+            # The port the test used stays in view, to correct it.
+            "port": account.port if provider.customer_types_host else None,
             "security": account.security,
         },
     )
@@ -153,11 +153,13 @@ def _account_step(request, role: str):
         else:
             code = pending.check_error_code or "checks_busy"  # no answer in time: the queue was too slow
             _drop_pending(request, role)
+            form = _form_again(pending, role)
+            form.show_check_error(code)
             return render(
                 request,
                 template,
                 {
-                    "form": _form_again(pending, role),
+                    "form": form,
                     "role": role,
                     "check_error": _check_failed_message(pending, code),
                     "error_code": code,

@@ -3,109 +3,43 @@
 from __future__ import annotations
 
 import csv
-import datetime
 
 from django.contrib import admin, messages
-from django.db.models import Q
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.http import HttpResponse
-from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import formats, timezone, translation
+from django.utils import translation
 from django.utils.html import escape, format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from apps.providers.models import Provider
 from apps.sync import services
+from apps.sync.admin_display import (
+    CANCELLED_BY,
+    EXPORT_IDS_LOGGED,
+    REFUSED_CANCEL,
+    REFUSED_ERASE_CREDENTIALS,
+    REFUSED_ERASE_PERSONAL_DATA,
+    REFUSED_REPORT_ACTIVE,
+    REFUSED_RETRY,
+    REFUSED_STILL_ACTIVE,
+    STOP_REQUESTED,
+    STOP_REQUESTED_BY,
+    ErrorCodeFilter,
+    FolderProgressInline,
+    HasErrorsFilter,
+    JobEventInline,
+    ProviderFilter,
+    _duration,
+    _refusal,
+    _size,
+    _when,
+    _when_text,
+)
 from apps.sync.error_messages import error_message
-from apps.sync.models import FolderProgress, JobEvent, JobStatus, ReportProof, SyncJob
-
-MAX_EVENTS_SHOWN = 500
-
-
-class FolderProgressInline(admin.TabularInline):
-    model = FolderProgress
-    fields = [
-        "source_name",
-        "destination_name",
-        "messages_total",
-        "messages_copied",
-        "messages_skipped",
-        "messages_failed",
-        "bytes_copied",
-        "last_uid",
-        "uidvalidity",
-        "done",
-    ]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    verbose_name_plural = _("Folders")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class JobEventInline(admin.TabularInline):
-    model = JobEvent
-    fields = ["created_at", "kind", "folder", "detail"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    verbose_name_plural = _("Event log")
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        # A huge log would make the page unusable; the first events and the errors matter most.
-        ids = list(queryset.values_list("id", flat=True)[:MAX_EVENTS_SHOWN])
-        return queryset.filter(id__in=ids)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class HasErrorsFilter(admin.SimpleListFilter):
-    title = _("errors")
-    parameter_name = "has_errors"
-
-    def lookups(self, request, model_admin):
-        return [("yes", _("With skipped or failed messages, or failed")), ("no", _("Without"))]
-
-    def queryset(self, request, queryset):
-        problems = Q(messages_skipped__gt=0) | Q(messages_failed__gt=0) | Q(status=JobStatus.FAILED)
-        if self.value() == "yes":
-            return queryset.filter(problems)
-        if self.value() == "no":
-            return queryset.exclude(problems)
-        return queryset
-
-
-class ProviderFilter(admin.SimpleListFilter):
-    title = _("provider")
-    parameter_name = "provider"
-
-    def lookups(self, request, model_admin):
-        return [(provider.pk, provider.name) for provider in Provider.objects.all()]
-
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(Q(source__provider_id=self.value()) | Q(destination__provider_id=self.value()))
-        return queryset
-
-
-def _duration(job: SyncJob) -> str:
-    if not job.started_at:
-        return "—"
-    end = job.finished_at or timezone.now()
-    seconds = int((end - job.started_at).total_seconds())
-    return str(datetime.timedelta(seconds=seconds))
+from apps.sync.models import JobStatus, ReportProof, SyncJob
 
 
 @admin.register(SyncJob)
@@ -118,14 +52,14 @@ class SyncJobAdmin(admin.ModelAdmin):
         "progress",
         "messages",
         "size",
-        "created_at",
-        "started_at",
-        "finished_at",
+        "created",
+        "finished",
         "duration",
         "problems",
+        "error",
     ]
     list_display_links = ["id", "coloured_status"]
-    list_filter = ["status", ProviderFilter, HasErrorsFilter, "created_at"]
+    list_filter = ["status", ProviderFilter, HasErrorsFilter, ErrorCodeFilter, "created_at"]
     search_fields = ["source_address", "destination__email_address", "source__login", "destination__login"]
     list_select_related = ["source__provider", "destination__provider"]
     date_hierarchy = "created_at"
@@ -156,7 +90,7 @@ class SyncJobAdmin(admin.ModelAdmin):
                     "source_summary",
                     "destination_summary",
                     "language",
-                    "cancel_requested",
+                    "cancellation",
                     "copy_all_mail_as_folder",
                 ]
             },
@@ -171,13 +105,13 @@ class SyncJobAdmin(admin.ModelAdmin):
                     "messages_copied",
                     "messages_skipped",
                     "messages_failed",
-                    "bytes_total",
-                    "bytes_copied",
+                    "size_total",
+                    "size_copied",
                     "current_folder",
                 ]
             },
         ),
-        (_("Times"), {"fields": ["created_at", "started_at", "progress_at", "finished_at"]}),
+        (_("Times"), {"fields": ["created", "started", "last_progress", "finished", "duration"]}),
         (
             _("Outcome"),
             {
@@ -187,7 +121,7 @@ class SyncJobAdmin(admin.ModelAdmin):
                     "error_side",
                     "error_detail",
                     "report_recipient",
-                    "report_sent_at",
+                    "report_sent",
                     "report",
                 ]
             },
@@ -199,6 +133,15 @@ class SyncJobAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         names = [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
         return names
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None or obj.cancel_requested or obj.status == JobStatus.CANCELLED:
+            return self.fieldsets
+        # "Cancellation requested: no" on every job says nothing.
+        return [
+            (name, {**options, "fields": [field for field in options["fields"] if field != "cancellation"]})
+            for name, options in self.fieldsets
+        ]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -251,11 +194,70 @@ class SyncJobAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("size"), ordering="bytes_copied")
     def size(self, job: SyncJob):
-        return filesizeformat(job.bytes_copied)
+        return _size(job.bytes_copied)
+
+    @admin.display(description=_("size"))
+    def size_total(self, job: SyncJob):
+        return _size(job.bytes_total)
+
+    @admin.display(description=_("size copied"))
+    def size_copied(self, job: SyncJob):
+        return _size(job.bytes_copied)
+
+    @admin.display(description=SyncJob._meta.get_field("created_at").verbose_name, ordering="created_at")
+    def created(self, job: SyncJob):
+        return _when(job.created_at)
+
+    @admin.display(description=SyncJob._meta.get_field("started_at").verbose_name, ordering="started_at")
+    def started(self, job: SyncJob):
+        return _when(job.started_at)
+
+    @admin.display(description=SyncJob._meta.get_field("progress_at").verbose_name)
+    def last_progress(self, job: SyncJob):
+        return _when(job.progress_at)
+
+    @admin.display(description=SyncJob._meta.get_field("finished_at").verbose_name, ordering="finished_at")
+    def finished(self, job: SyncJob):
+        return _when(job.finished_at)
+
+    @admin.display(description=SyncJob._meta.get_field("report_sent_at").verbose_name)
+    def report_sent(self, job: SyncJob):
+        return _when(job.report_sent_at)
 
     @admin.display(description=_("duration"))
     def duration(self, job: SyncJob):
         return _duration(job)
+
+    @admin.display(description=_("error"), ordering="error_code")
+    def error(self, job: SyncJob):
+        if not job.error_code:
+            return "—"
+        message = error_message(job.error_code)
+        return format_html('<span class="job-error" title="{}">{}</span>', message, job.error_code)
+
+    @admin.display(description=_("cancellation"))
+    def cancellation(self, job: SyncJob):
+        """Who cancelled the job and when, as the admin's history recorded it."""
+        entry = (
+            LogEntry.objects.filter(
+                content_type=ContentType.objects.get_for_model(SyncJob),
+                object_id=str(job.pk),
+                change_message="Cancelled",
+            )
+            .select_related("user")
+            .order_by("-action_time")
+            .first()
+        )
+        if entry:
+            values = {
+                "user": entry.user.get_username(),
+                "time": _when_text(entry.action_time, "DATE_FORMAT"),
+            }
+        if job.status == JobStatus.CANCELLED:
+            return CANCELLED_BY % values if entry else JobStatus.CANCELLED.label
+        if job.cancel_requested:
+            return STOP_REQUESTED_BY % values if entry else STOP_REQUESTED
+        return "—"
 
     @admin.display(description=_("skipped / failed"))
     def problems(self, job: SyncJob):
@@ -271,7 +273,7 @@ class SyncJobAdmin(admin.ModelAdmin):
         account = job.destination
         return f"{account.email_address} · {account.login} @ {account.host}:{account.port} ({account.provider.name})"
 
-    @admin.display(description=_("error"))
+    @admin.display(description=_("error message"))
     def error_text(self, job: SyncJob):
         return error_message(job.error_code) if job.error_code else "—"
 
@@ -284,11 +286,11 @@ class SyncJobAdmin(admin.ModelAdmin):
             proof = _("proven: it is the destination login")
         elif job.report_address_proven:
             proof = _("confirmed by its owner on %(date)s") % {
-                "date": formats.date_format(timezone.localtime(job.report_address_confirmed_at), "DATETIME_FORMAT")
+                "date": _when_text(job.report_address_confirmed_at, "DATE_FORMAT")
             }
         elif job.report_confirmation_sent_at:
             proof = _("not confirmed yet (confirmation link sent on %(date)s): no report is sent to it") % {
-                "date": formats.date_format(timezone.localtime(job.report_confirmation_sent_at), "DATETIME_FORMAT")
+                "date": _when_text(job.report_confirmation_sent_at, "DATE_FORMAT")
             }
         else:
             proof = _("not confirmed yet (no confirmation link sent): no report is sent to it")
@@ -318,17 +320,13 @@ class SyncJobAdmin(admin.ModelAdmin):
         return render_to_string("sync/email/_losses.html", {"losses": sections})
 
     # --- actions ---------------------------------------------------------------------------
-    def _apply(self, request, queryset, operation, done_message, errors: tuple, change_message: str):
+    def _apply(self, request, queryset, operation, done_message, errors: tuple, change_message: str, refused):
         done = 0
         for job in queryset.select_related("source", "destination"):
             try:
                 operation(job)
             except errors as exc:
-                self.message_user(
-                    request,
-                    _("Job %(id)s: not possible (%(reason)s).") % {"id": job.pk, "reason": type(exc).__name__},
-                    messages.WARNING,
-                )
+                self.message_user(request, _refusal(job, exc, refused), messages.WARNING)
                 continue
             done += 1
             self.log_change(request, job, change_message)
@@ -344,6 +342,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             lambda n: ngettext("%(count)d job cancelled.", "%(count)d jobs cancelled.", n),
             (services.InvalidJobState,),
             "Cancelled",
+            REFUSED_CANCEL,
         )
 
     @admin.action(description=_("Retry the selected jobs"), permissions=["retry"])
@@ -355,6 +354,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             lambda n: ngettext("%(count)d job queued again.", "%(count)d jobs queued again.", n),
             (services.InvalidJobState, services.JobAlreadyActive, services.CredentialsErased),
             "Retried",
+            REFUSED_RETRY,
         )
 
     @admin.action(description=_("Copy Gmail's All Mail whole as a folder, then run again"), permissions=["retry"])
@@ -370,6 +370,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             ),
             (services.InvalidJobState, services.JobAlreadyActive, services.CredentialsErased),
             "All Mail copied whole",
+            REFUSED_STILL_ACTIVE,
         )
 
     @admin.action(description=_("Re-send the report"), permissions=["resend_report"])
@@ -381,6 +382,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             lambda n: ngettext("%(count)d report sent.", "%(count)d reports sent.", n),
             (services.InvalidJobState, OSError),
             "Report re-sent",
+            REFUSED_REPORT_ACTIVE,
         )
 
     @admin.action(description=_("Erase the credentials now"), permissions=["erase"])
@@ -392,6 +394,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             lambda n: ngettext("Credentials of %(count)d job erased.", "Credentials of %(count)d jobs erased.", n),
             (services.InvalidJobState,),
             "Credentials erased",
+            REFUSED_ERASE_CREDENTIALS,
         )
 
     @admin.action(description=_("Erase personal data (keep the counts)"), permissions=["erase"])
@@ -403,6 +406,7 @@ class SyncJobAdmin(admin.ModelAdmin):
             lambda n: ngettext("Personal data of %(count)d job erased.", "Personal data of %(count)d jobs erased.", n),
             (services.InvalidJobState,),
             "Personal data erased",
+            REFUSED_ERASE_PERSONAL_DATA,
         )
 
     @admin.action(description=_("Export as CSV"), permissions=["export"])
@@ -429,7 +433,9 @@ class SyncJobAdmin(admin.ModelAdmin):
                 "error_code",
             ]
         )
+        exported = []
         for job in queryset.select_related("source__provider", "destination__provider").iterator(chunk_size=2000):
+            exported.append(job.pk)
             writer.writerow(
                 _spreadsheet_safe(
                     job.pk,
@@ -449,6 +455,7 @@ class SyncJobAdmin(admin.ModelAdmin):
                     job.error_code,
                 )
             )
+        _log_export(request, exported)
         return response
 
     def changelist_view(self, request, extra_context=None):
@@ -464,6 +471,20 @@ class SyncJobAdmin(admin.ModelAdmin):
             path("operations/", self.admin_site.admin_view(operations_view), name="sync_operations"),
             *super().get_urls(),
         ]
+
+
+def _log_export(request, job_ids: list[int]) -> None:
+    """One entry in the admin's history per export: who took which jobs' data out, and when."""
+    shown = ", ".join(f"#{pk}" for pk in job_ids[:EXPORT_IDS_LOGGED])
+    more = len(job_ids) - EXPORT_IDS_LOGGED
+    LogEntry.objects.create(
+        user_id=request.user.pk,
+        content_type_id=ContentType.objects.get_for_model(SyncJob).pk,
+        object_id="",
+        object_repr=f"CSV export of {len(job_ids)} job(s)",
+        action_flag=CHANGE,
+        change_message=f"Exported as CSV: {shown}" + (f" and {more} more" if more > 0 else ""),
+    )
 
 
 def _spreadsheet_safe(*cells) -> list:

@@ -6,19 +6,33 @@
     var select = form.querySelector("select[name=provider]");
     var host = form.querySelector("input[name=host]");
     var help = form.querySelector(".provider-help");
+    var server = form.querySelector("fieldset.server");
+    var port = form.querySelector("input[name=port]");
+    var ports = { tls: "993", starttls: "143", none: "143" };
     function update() {
       var option = select.options[select.selectedIndex];
       if (!option) return;
-      var editable = option.dataset.editable === "1";
+      // A preset whose server the customer cannot change shows its settings as text instead.
+      var fixed = option.value !== "" && option.dataset.editable !== "1";
       host.placeholder = option.dataset.host || "";
-      host.readOnly = !editable;
-      if (!editable) host.value = "";
+      if (server) server.hidden = fixed;
+      form.querySelectorAll(".preset-server").forEach(function (box) {
+        box.hidden = !fixed || box.dataset.provider !== option.value;
+      });
       help.textContent = option.dataset.help || "";
+    }
+    function updatePort() {
+      var chosen = form.querySelector("input[name=security]:checked");
+      if (port && chosen && ports[chosen.value]) port.placeholder = ports[chosen.value];
     }
     if (select && host && help) {
       select.addEventListener("change", update);
       update();
     }
+    form.querySelectorAll("input[name=security]").forEach(function (radio) {
+      radio.addEventListener("change", updatePort);
+    });
+    updatePort();
     form.addEventListener("submit", function () {
       var button = form.querySelector("button[type=submit]");
       var status = form.querySelector(".testing");

@@ -59,7 +59,6 @@ def account_form(server, user, **overrides) -> dict:
         "password": user.password,
         "email_address": f"{user.login}@example.org",
         "host": "localhost",
-        "use_ssl": "on",
         "port": str(server.tls_port),
         "security": "tls",
     }

@@ -256,7 +256,7 @@ def test_staff_cannot_resend_a_report_to_an_unconfirmed_address(admin_client, ma
     response = admin_client.post(
         "/admin/sync/syncjob/", {"action": "resend_reports", "_selected_action": [job.pk]}, follow=True
     )
-    assert "not possible (ReportAddressNotProven)" in response.content.decode()
+    assert "its owner has not confirmed the report address yet." in response.content.decode()
     assert mail.outbox == []
 
 
