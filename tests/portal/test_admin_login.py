@@ -19,7 +19,6 @@ from portal.admin import (
     ADMIN_LOGIN_FAILURES_PER_USERNAME,
     KNOWN_DEVICE_COOKIE,
 )
-from portal.localredis import free_port
 
 PASSWORD = "right-password-4711"
 WAIT_SENTENCE = re.compile(r"Too many attempts\. Please try again in 1[45] minutes\.")
@@ -166,33 +165,16 @@ def gunicorn_log_in(port: int, forwarded_for: str, username: str, password: str)
 
 @pytest.mark.slow
 def test_gunicorn_behind_a_trusted_proxy_limits_each_forwarded_client_separately(tmp_path):
-    from bench import portal_harness as harness
+    from tests.support.stack import gunicorn_portal
 
-    procs = harness.Processes()
-    redis, redis_url = harness.start_private_redis(tmp_path)
-    port = free_port()
-    env = harness.production_env(
-        tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        redis_url=redis_url,
-        site_port=port,
-        TRUSTED_PROXIES="127.0.0.1",
-        IMAPCOPY_RATE_LIMIT_FACTOR="1",
-    )
-    try:
-        harness.manage(env, "migrate", "-v0")
-        harness.manage(env, "collectstatic", "--noinput", "-v0")
-        harness.start_gunicorn(procs, env, port, 2, tmp_path / "gunicorn.log")
+    with gunicorn_portal(tmp_path, web_workers=2, TRUSTED_PROXIES="127.0.0.1", IMAPCOPY_RATE_LIMIT_FACTOR="1") as stack:
         # The left-most value is the client's own invention, varied on every try: ignored.
         attacker = [
-            gunicorn_log_in(port, f"10.9.{n}.1, 198.51.100.7", "staff", f"guess-{n}")
+            gunicorn_log_in(stack.port, f"10.9.{n}.1, 198.51.100.7", "staff", f"guess-{n}")
             for n in range(ADMIN_LOGIN_FAILURES_PER_CLIENT + 1)
         ]
         assert attacker == [200] * ADMIN_LOGIN_FAILURES_PER_CLIENT + [429]
-        assert gunicorn_log_in(port, "203.0.113.9", "staff", "guess") == 200
-    finally:
-        procs.stop_all()
-        harness.stop_redis(redis)
+        assert gunicorn_log_in(stack.port, "203.0.113.9", "staff", "guess") == 200
 
 
 # --- In Chromium ----------------------------------------------------------------------------

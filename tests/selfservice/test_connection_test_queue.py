@@ -19,7 +19,6 @@ from apps.mailboxes.models import MailAccount
 from apps.mailboxes.services import account_create, client_key
 from apps.providers.models import Provider
 from apps.sync.models import JobStatus, SyncJob
-from portal.localredis import free_port
 from tests.selfservice.conftest import account_form
 from tests.selfservice.test_browser import browser, page  # noqa: F401 - the Chromium fixtures
 
@@ -118,36 +117,23 @@ def portal_stack(tmp_path, imap_trust):
     """The production stack: gunicorn with ONE sync worker (so a held worker would block every
     other request), a checks worker, a private Redis, SQLite; Dovecot as the customers' server."""
     from bench import portal_harness as harness
+    from tests.support.stack import gunicorn_portal
 
-    procs = harness.Processes()
-    redis, redis_url = harness.start_private_redis(tmp_path)
-    port = free_port()
-    env = harness.production_env(
+    with gunicorn_portal(
         tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        redis_url=redis_url,
-        site_port=port,
+        web_workers=1,
         IMAPCOPY_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8",
         IMAPCOPY_IMAP_PORTS="any",
         IMAPCOPY_ALLOW_PLAINTEXT_IMAP="true",
         IMAPCOPY_CA_FILE=str(imap_trust[2]),
         CONNECTION_TEST_SECONDS="8",
-    )
-    try:
-        harness.manage(env, "migrate", "-v0")
-        harness.manage(env, "collectstatic", "--noinput", "-v0")
-        harness.start_gunicorn(procs, env, port, 1, tmp_path / "gunicorn.log")
-        names = harness.manage(env, "shell", "-v0", "-c", "from django.conf import settings as s; print(s.CHECK_QUEUE)")
-        procs.start(
-            "checks-worker",
-            [harness.PYTHON, "manage.py", "rqworker", names.stdout.strip()],
-            env,
-            tmp_path / "checks-worker.log",
+    ) as stack:
+        code = "from django.conf import settings as s; print(s.CHECK_QUEUE)"
+        queue = harness.manage(stack.env, "shell", "-v0", "-c", code).stdout.strip()
+        stack.processes.start(
+            "checks-worker", [harness.PYTHON, "manage.py", "rqworker", queue], stack.env, tmp_path / "checks.log"
         )
-        yield port
-    finally:
-        procs.stop_all()
-        harness.stop_redis(redis)
+        yield stack.port
 
 
 def silent_form(server: SilentServer) -> dict:
