@@ -10,11 +10,13 @@ ERROR_MESSAGES = {
         "Change the password to one without them at your provider, then try again."
     ),
     "dns_failed": _("The server name could not be found. Check the spelling of the IMAP server."),
-    "connection_refused": _("The server refused the connection. Check the IMAP server, the port and the SSL setting."),
+    "connection_refused": _(
+        "The server refused the connection. Check the IMAP server, the port and the connection security."
+    ),
     "timeout": _("The server did not answer in time. Check the IMAP server and the port, or try again later."),
     "tls_error": _(
         "The secure connection failed: the server's certificate is not valid for this name, "
-        "or this port does not offer SSL. Check the IMAP server and the SSL setting."
+        "or this port does not offer SSL. Check the IMAP server and the connection security."
     ),
     "not_imap": _("The server answered, but it is not an IMAP server. Check the IMAP server and the port."),
     "network_error": _("The connection to the server was lost. Please try again later."),
@@ -35,7 +37,7 @@ ERROR_MESSAGES = {
     "internal_error": _("An unexpected error occurred on our side. Our team has been told; please try again later."),
     "credentials_erased": _("The passwords of this synchronization have been erased. Please start a new one."),
     "unreachable": _(
-        "No IMAP server answered at this address and port. Check the IMAP server, the port and the SSL setting."
+        "No IMAP server answered at this address and port. Check the IMAP server, the port and the connection security."
     ),
     "checks_busy": _(
         "Our service is very busy and could not test your account in time. Please try again in a few minutes."

@@ -39,7 +39,10 @@ def test_wrong_password_says_so_and_keeps_no_account(client, source_user):
 def test_connection_refused_is_explained(client, source_user):
     server, user = source_user
     response = validate(client, "source", server, user, port="1")
-    assert "No IMAP server answered at this address and port." in response.content.decode()
+    body = response.content.decode()
+    assert "No IMAP server answered at this address and port." in body
+    # It names the control the form shows ("Connection security"), not a checkbox that is gone.
+    assert "Check the IMAP server, the port and the connection security." in body
 
 
 def test_plain_port_with_ssl_is_a_tls_error(client, source_user):
