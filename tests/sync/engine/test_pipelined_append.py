@@ -190,7 +190,9 @@ def test_kill_9_with_appends_in_flight_on_every_connection_then_a_rerun(
     mails = mail.build_corpus(seed=133, messages=320, folders=folders, sizes=(0, 3000, 9000))
     mail.upload_fast(src.account, mails)
     pairs = 3
-    timeline.answer_delay = 0.01  # hold answers back: APPENDs pile up on every connection
+    # Answers held back long enough that every pair is mid-folder at once, even on a slow machine
+    # (10 ms let a fast pair finish its folders before the last one started: a flaky trigger).
+    timeline.answer_delay = 0.03
     with ImapProxy(exchange_server.port, Quirks(refuse_unadvertised=True)) as proxy:
         state = tmp_path / "state.json"
         cmd, env = cli_command(src, dst, state, "--parallelism", str(pairs), dest_port=proxy.port)
