@@ -169,6 +169,9 @@ IMAPCOPY_BATCH_BYTES = env_int("IMAPCOPY_BATCH_BYTES", 2 * 1024 * 1024, minimum=
 # max_connections caps it). Servers spend much of a copy waiting on their disks (an fsync per
 # stored message): six pairs beat two by ~50% on the benchmark even with both servers on 2 cores.
 IMAPCOPY_PARALLELISM = env_int("IMAPCOPY_PARALLELISM", 6, minimum=1, maximum=16)
+# The same into a destination without LITERAL+ (Gmail): each message there waits a round trip for
+# the server's "+", so a connection idles most of the time across real distances.
+IMAPCOPY_PARALLELISM_ROUND_TRIP_APPENDS = env_int("IMAPCOPY_PARALLELISM_ROUND_TRIP_APPENDS", 10, minimum=1, maximum=16)
 # An extra CA certificate (PEM) to trust for IMAP servers, e.g. the demo's self-signed one.
 IMAPCOPY_CA_FILE = env_str("IMAPCOPY_CA_FILE") or None
 # Unencrypted IMAP sends the customer's password in clear: refused unless this is on.

@@ -16,6 +16,7 @@ def copy_options_from_settings(**overrides) -> engine.CopyOptions:
             "max_message_bytes": settings.IMAPCOPY_MAX_MESSAGE_BYTES,
             "batch_bytes": settings.IMAPCOPY_BATCH_BYTES,
             "parallelism": settings.IMAPCOPY_PARALLELISM,
+            "parallelism_round_trip_appends": settings.IMAPCOPY_PARALLELISM_ROUND_TRIP_APPENDS,
             **overrides,
         }
     )

@@ -47,6 +47,12 @@ PIPELINE_BYTES = 1024 * 1024
 PIPELINE_COMMANDS = 100
 
 
+def appends_wait_round_trips(session: Session) -> bool:
+    """Whether most APPENDs to this server wait a round trip for its "+" before the message text
+    may follow: without LITERAL+ (LITERAL- covers messages up to 4,096 bytes only)."""
+    return not session.has("LITERAL+")
+
+
 class AppendDesync(TransientError):
     """The server answered a MULTIAPPEND for fewer messages than were sent."""
 

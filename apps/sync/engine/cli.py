@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-message-mb", type=float)
     ap.add_argument("--max-messages-per-second", type=float, help="source read pace (provider limits)")
     ap.add_argument("--parallelism", type=int, default=6, help="connections per side used at once")
+    ap.add_argument(
+        "--parallelism-round-trip-appends", type=int, default=10,
+        help="the same into a destination without LITERAL+ (each message waits a round trip)",
+    )  # fmt: skip
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--include-gmail-virtual", action="store_true")
     ap.add_argument(
@@ -77,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         max_message_bytes=int(args.max_message_mb * 1024 * 1024) if args.max_message_mb else None,
         batch_bytes=int(args.batch_mb * 1024 * 1024),
         parallelism=args.parallelism,
+        parallelism_round_trip_appends=args.parallelism_round_trip_appends,
     )
     log = logging.getLogger("imapcopy.engine")
 

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .append import AppendDesync
+from .append import AppendDesync, appends_wait_round_trips
 from .calls import CallerThread
 from .checkpoints import CheckpointStore
 from .connection import LOGOUT_SECONDS, Session
@@ -75,6 +75,7 @@ class _CopyRun(FolderPlanning, PairRuns):
         # Set once a destination answered a MULTIAPPEND for fewer messages than sent: from then
         # on (retries included) append one message at a time with synchronizing literals.
         self._careful_appends = False
+        self._append_round_trips = False  # set once connected: see appends_wait_round_trips
         self._stop = threading.Event()
         self._extra_pairs: PairOpener | None = None
         self._keep_flags: dict[str, Callable[[bytes], bool]] = {}
@@ -270,11 +271,10 @@ class _CopyRun(FolderPlanning, PairRuns):
         self.event("connected", side="source", capabilities=sorted(src.capabilities))
         self.event("connected", side="destination", capabilities=sorted(dst.capabilities))
         self._connected_once = True
+        self._append_round_trips = appends_wait_round_trips(dst)
         # A first run will want its extra connections: open them while the folders are planned.
         if self.options.parallelism > 1 and not (self.checkpoints and all(c.done for c in self.checkpoints.values())):
-            self._extra_pairs = PairOpener(
-                self.source, self.destination, self._parallelism(self.options.parallelism) - 1
-            )
+            self._extra_pairs = PairOpener(self.source, self.destination, self._parallelism() - 1)
 
         tasks = self._plan(src, dst)
         self.progress(force=True)
@@ -283,8 +283,14 @@ class _CopyRun(FolderPlanning, PairRuns):
             self._pipeline(src, dst, tasks)
         self.check_cancel()
 
-    def _parallelism(self, folders: int) -> int:
-        n = max(1, min(self.options.parallelism, folders))
+    def _parallelism(self, folders: int | None = None) -> int:
+        """Pairs to run: the options' figure for this destination, capped by the endpoints'
+        connection limits and by `folders` (the pieces of work there are to share)."""
+        if self._append_round_trips:
+            wanted = self.options.parallelism_round_trip_appends
+        else:
+            wanted = self.options.parallelism
+        n = max(1, wanted if folders is None else min(wanted, folders))
         for endpoint in (self.source, self.destination):
             if endpoint.max_connections:
                 n = min(n, endpoint.max_connections)

@@ -53,6 +53,10 @@ class CopyOptions:
     # Folders copied at once, each over its own source + destination connection (capped by the
     # endpoints' max_connections).  The destination server's per-connection work is the usual limit.
     parallelism: int = 6
+    # The same, when the destination makes most messages wait a round trip before their text may
+    # be sent (no LITERAL+: synchronizing literals, as with Gmail): a connection then idles one
+    # round trip per message, and only more connections keep a distant link busy.
+    parallelism_round_trip_appends: int = 10
 
 
 @dataclass

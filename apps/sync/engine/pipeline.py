@@ -35,6 +35,8 @@ from .model import FolderCheckpoint
 log = logging.getLogger("imapcopy.engine")
 
 MAX_MESSAGES_PER_BATCH = 2000
+# A FETCH's messages go to the writer in slices of about this many bytes as they arrive.
+STREAM_BYTES = 256 * 1024
 
 
 @dataclass
@@ -353,21 +355,41 @@ class Reader(threading.Thread):
         self._put(FolderEnd(task))
 
     def _fetch_batch(self, task: FolderTask, batch: list[tuple[int, int]], nbytes: int) -> None:
+        """FETCH one batch and hand its messages on as they arrive, in slices of STREAM_BYTES: the
+        writer starts storing while the rest is still on its way, so a copy across a slow link
+        keeps the destination's link busy from its first message to its last.  A slice claims the
+        UIDs up to its last message only when every UID before it has arrived (servers answer in
+        UID order); the last slice claims the whole batch (a message expunged meanwhile is gone)."""
         self.budget.acquire(nbytes, self.stop)
+        handed = 0  # message bytes handed to the writer, which releases them from the budget
         try:
             slept = self.limiter.wait(len(batch), nbytes, self.stop)
             if slept > 0.5:
                 self.on_throttle("source", slept)
-            got: dict[int, Message] = {}
             uids = [uid for uid, _ in batch]
             wanted = set(uids)
+            got: dict[int, Message] = {}
+            next_index = 0  # uids[:next_index] have all arrived and been handed on or queued below
+            ready: list[Message] = []
+            ready_bytes = 0
             tick = self.session.answer_guard(len(uids))
 
             def collect(resp: Response) -> None:
+                nonlocal next_index, ready_bytes, handed
                 tick()
                 msg = parse_message(resp)
-                if msg is not None and msg.uid in wanted:  # unsolicited ones are not kept
-                    got[msg.uid] = msg
+                if msg is None or msg.uid not in wanted or msg.uid in got:
+                    return  # unsolicited or repeated: not kept
+                got[msg.uid] = msg
+                while next_index < len(uids) and uids[next_index] in got:
+                    ready.append(got[uids[next_index]])
+                    ready_bytes += len(ready[-1].body)
+                    next_index += 1
+                if ready_bytes >= STREAM_BYTES and next_index < len(uids):
+                    self._put(Batch(task, list(ready), uids[next_index - 1], ready_bytes))
+                    handed += ready_bytes
+                    ready.clear()
+                    ready_bytes = 0
 
             done = self.session.command(
                 b"UID FETCH " + uid_set(uids) + b" (UID FLAGS INTERNALDATE BODY.PEEK[])", collect
@@ -375,15 +397,18 @@ class Reader(threading.Thread):
             # NO here usually means some messages were expunged meanwhile: copy the rest.
             if not done.ok and not got:
                 self.session.check(done, "FETCH")
-            messages = [got[uid] for uid in uids if uid in got]
-            real_bytes = sum(len(m.body) for m in messages)
+            in_order = {m.uid for m in ready}
+            rest = ready + [got[uid] for uid in uids[next_index:] if uid in got and uid not in in_order]
+            rest_bytes = sum(len(m.body) for m in rest)
             # Keep the budget honest if sizes changed (RFC822.SIZE is not always exact).
+            real_bytes = handed + rest_bytes
             if real_bytes < nbytes:
                 self.budget.release(nbytes - real_bytes)
             elif real_bytes > nbytes:
                 self.budget.acquire(real_bytes - nbytes, self.stop)
             nbytes = real_bytes
-            self._put(Batch(task, messages, uids[-1], real_bytes))
+            self._put(Batch(task, rest, uids[-1], rest_bytes))
+            handed = nbytes
         except BaseException:
-            self.budget.release(nbytes)
+            self.budget.release(max(0, nbytes - handed))
             raise

@@ -24,6 +24,10 @@ from .pipeline import FolderSplit, FolderTask, Segment, fetch_sizes
 # message count, so that big folders are still split between pipelines (the split itself uses
 # the real sizes) and the biggest handed out first.
 ESTIMATED_MESSAGE_BYTES = 50_000
+# When each message waits a round trip on the destination (appends_wait_round_trips), its count
+# matters as much as its bytes: each message weighs this much more when folders are shared out and
+# split (about what a 12 Mbit/s link carries in a 40 ms round trip).
+ROUND_TRIP_MESSAGE_BYTES = 64 * 1024
 
 log = logging.getLogger("imapcopy.engine")
 
@@ -39,6 +43,11 @@ class FolderPlanning:
     renamed: dict[str, str]
     refused_folders: dict[str, str]
     archive: dict
+    _append_round_trips: bool
+
+    def _message_weight(self) -> int:
+        """What one message adds to a folder's weight on top of its bytes."""
+        return ROUND_TRIP_MESSAGE_BYTES if self._append_round_trips else 0
 
     def _plan(self, src: Session, dst: Session) -> list[FolderTask]:
         """The folders to copy in this attempt, each with its start point (checkpoints saved)."""
@@ -129,7 +138,7 @@ class FolderPlanning:
         for task in tasks:
             if task.plan.archive:
                 task.only_uids = archived.get(task.plan.source.name, set())
-                task.size_hint = len(task.only_uids) * ESTIMATED_MESSAGE_BYTES
+                task.size_hint = len(task.only_uids) * (ESTIMATED_MESSAGE_BYTES + self._message_weight())
         return tasks
 
     def _unchanged(self, ck: FolderCheckpoint, st: dict, plan: FolderPlan, dest_statuses: dict) -> bool:
@@ -224,7 +233,8 @@ class FolderPlanning:
             dstate, examined = dst.select(plan.dest_raw, readonly=True), True
         task = FolderTask(plan, ck, st["UIDVALIDITY"], st.get("UIDNEXT", 0), start_uid=1)
         self.ledger.forget(ck)
-        task.size_hint = st.get("SIZE") or st.get("MESSAGES", 0) * ESTIMATED_MESSAGE_BYTES
+        messages = st.get("MESSAGES", 0)
+        task.size_hint = (st.get("SIZE") or messages * ESTIMATED_MESSAGE_BYTES) + messages * self._message_weight()
         dest_now = {"MESSAGES": dstate.exists, "UIDVALIDITY": dstate.uidvalidity, "UIDNEXT": dstate.uidnext}
         start = reconcile.decide(ck, st, dest_now)
         if start.changed:
@@ -251,9 +261,10 @@ class FolderPlanning:
     def _split_big_folders(self, src: Session, tasks: list[FolderTask]) -> list[FolderTask]:
         """Cut folders much bigger than their share into UID-range segments, so that parallel
         pipelines are not left idle while one of them copies a huge INBOX."""
-        n = self._parallelism(len(tasks) * 8)
+        n = self._parallelism()
         if n < 2:
             return tasks
+        max_pieces = max(8, n)
         total = sum(t.size_hint for t in tasks)
         target = max(total / (n * 3), 4 * self.options.batch_bytes)
         out: list[FolderTask] = []
@@ -264,22 +275,24 @@ class FolderPlanning:
                 continue
             src.select(task.plan.source.raw, readonly=True)
             sizes = fetch_sizes(src, task.start_uid, task.only_uids)
-            weight = sum(size for _, size in sizes)
+            per_message = self._message_weight()
+            cost = sum(size for _, size in sizes) + len(sizes) * per_message
+            weight = cost
             if not src.has("STATUS=SIZE"):
                 # The target came from estimates: weigh the folder the same way, or a folder of
                 # small messages (where round trips, not bytes, set the pace) is never split.
-                weight = max(weight, len(sizes) * ESTIMATED_MESSAGE_BYTES)
-            pieces = min(8, max(1, round(weight / target)))
+                weight = max(weight, len(sizes) * (ESTIMATED_MESSAGE_BYTES + per_message))
+            pieces = min(max_pieces, max(1, round(weight / target)))
             if pieces < 2 or len(sizes) < 2 * pieces:
                 out.append(task)
                 continue
-            per_piece = sum(size for _, size in sizes) / pieces
+            per_piece = cost / pieces
             segments: list[Segment] = []
             current: list[tuple[int, int]] = []
             acc = 0
             for uid, size in sizes:
                 current.append((uid, size))
-                acc += size
+                acc += size + per_message
                 if acc >= per_piece and len(segments) < pieces - 1:
                     segments.append(Segment(lo=0, hi=uid, sizes=current))
                     current, acc = [], 0
@@ -293,6 +306,11 @@ class FolderPlanning:
             log.info("copying folder %s in %d parallel parts", task.plan.source.name, len(segments))
             for seg in segments:
                 out.append(
-                    dataclasses.replace(task, segment=seg, split=split, size_hint=sum(sz for _, sz in seg.sizes))
+                    dataclasses.replace(
+                        task,
+                        segment=seg,
+                        split=split,
+                        size_hint=sum(sz for _, sz in seg.sizes) + len(seg.sizes) * per_message,
+                    )
                 )
         return out
