@@ -18,6 +18,7 @@ Folders the copier renamed (e.g. "Sent" -> "Sent Items") are matched by content 
     .venv/bin/python bench/wan_bench.py --messages 500             # quick
     .venv/bin/python bench/wan_bench.py                            # 5,000 messages, 40 ms, 50 Mbit/s
     .venv/bin/python bench/wan_bench.py --destinations exchange --copiers imapcopy --rtt-ms 80
+    .venv/bin/python bench/wan_bench.py --direct --repeat 3        # same machine, no link, medians
 
 "imapcopy" is the staff command `manage.py copymailbox` (DEBUG off, its own SQLite database,
 compiled bytecode), as in run_engine_bench.py.  Exit status 1 if any copy does not verify.
@@ -31,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,10 +63,19 @@ Key = tuple[str | None, int]  # (Message-ID, size without mbsync's X-TUID header
 class Server:
     dovecot: DovecotServer
     link: Link
-    proxy: WanProxy
+    proxy: WanProxy | None  # None with --direct: copiers talk to Dovecot's TLS port itself
+
+    @property
+    def port(self) -> int:
+        return self.proxy.port if self.proxy else self.dovecot.tls_port
 
     def url(self, user: User) -> str:
-        return f"imaps://{user.login}@127.0.0.1:{self.proxy.port}"
+        return f"imaps://{user.login}@127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proxy:
+            self.proxy.stop()
+        self.dovecot.stop()
 
 
 def start_server(profile: Profile, args: argparse.Namespace, pool: int) -> Server:
@@ -72,8 +83,10 @@ def start_server(profile: Profile, args: argparse.Namespace, pool: int) -> Serve
     dovecot = DovecotServer(dataclasses.replace(profile, fsync="optimized"), pool_size=pool)
     dovecot.start()
     link = Link(args.rtt_ms, args.mbit)
-    proxy = WanProxy("127.0.0.1", dovecot.tls_port, link)
-    proxy.start()
+    proxy = None
+    if not args.direct:
+        proxy = WanProxy("127.0.0.1", dovecot.tls_port, link)
+        proxy.start()
     return Server(dovecot, link, proxy)
 
 
@@ -202,7 +215,7 @@ def mbsync_cmd(src: Server, src_user: User, dst: Server, dst_user: User, work: P
     patterns = " ".join(["*", *(f'"!{"/".join(p)}"' for p in own)])
     rc = work / "mbsyncrc"
     accounts = "".join(
-        f"IMAPAccount {n}\nHost localhost\nPort {s.proxy.port}\nUser {u.login}\nPass {u.password}\n"
+        f"IMAPAccount {n}\nHost localhost\nPort {s.port}\nUser {u.login}\nPass {u.password}\n"
         f"SSLType IMAPS\nCertificateFile {cafile}\nAuthMechs LOGIN\n\nIMAPStore {n}-store\nAccount {n}\n\n"
         for n, s, u in (("src", src, src_user), ("dst", dst, dst_user))
     )
@@ -243,6 +256,11 @@ def main() -> int:
     ap.add_argument("--destinations", default="full,exchange,gmail", help="comma-separated: full,exchange,gmail")
     ap.add_argument("--copiers", default="imapcopy,mbsync", help="comma-separated: imapcopy,mbsync")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds before a copy is abandoned")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds per destination, copiers alternating (medians)")
+    ap.add_argument(
+        "--direct", action="store_true",
+        help="no emulated link: copiers connect to each Dovecot's TLS port (same-machine speed)",
+    )  # fmt: skip
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     destinations = [d for d in args.destinations.split(",") if d]
@@ -263,7 +281,8 @@ def main() -> int:
         try:
             src = start_server(Profile.bench(), args, pool=2)
             servers.append(src)
-            dsts = {d: start_server(DESTINATIONS[d](), args, pool=len(copiers) + 1) for d in destinations}
+            pool = len(copiers) * args.repeat + 1
+            dsts = {d: start_server(DESTINATIONS[d](), args, pool=pool) for d in destinations}
             servers.extend(dsts.values())
             cafile = work / "ca.pem"
             cafile.write_text("".join(s.dovecot.cert_file.read_text() for s in servers))
@@ -272,66 +291,101 @@ def main() -> int:
             source = snapshot(src.dovecot, src_user)
             n = sum(sum(c.values()) for c in source.values())
             nbytes = sum(size * k for c in source.values() for (_, size), k in c.items())
-            limit = src.link.limit_seconds(nbytes)
+            limit = None if args.direct else src.link.limit_seconds(nbytes)
+            where = "direct to each server (no emulated link)" if args.direct else f"links: {src.link} per server"
+            limit_text = "" if limit is None else f"; the link's limit: {limit:.2f} s"
             print(
-                f"source: {n} messages, {nbytes / 1e6:.1f} MB, {len(source)} folders; links: {src.link} per server; "
-                f"the link's limit: {limit:.2f} s",
-                flush=True,
+                f"source: {n} messages, {nbytes / 1e6:.1f} MB, {len(source)} folders; {where}{limit_text}", flush=True
             )
             for dest in destinations:
-                times: dict[str, float] = {}
-                for copier in copiers:
-                    wall, proc, dst_user, wire = run_copy(
-                        copier, src, src_user, dsts[dest], work / f"{dest}-{copier}", cafile, args.timeout
-                    )
-                    check = verify(source, snapshot(dsts[dest].dovecot, dst_user))
-                    if proc.returncode == 0:
-                        times[copier] = wall
-                    r = {
-                        "destination": dest, "copier": copier, "seconds": round(wall, 2), "rc": proc.returncode,
-                        "msgs_per_s": round(n / wall, 1), "x_link_limit": round(wall / limit, 2) if limit else None,
-                        "wire_mb": [round(w / 1e6, 1) for w in wire], "verify": check,
-                    }  # fmt: skip
-                    if proc.returncode != 0:
-                        r["stderr"] = proc.stderr[-1500:]
-                    results.append(r)
-                    verdict = (
-                        f"verified: {check['messages']} messages in {check['folders']} folders, each once"
-                        if check["ok"]
-                        else f"VERIFY FAILED: {'; '.join(check['problems'][:5])}"
-                    )
-                    renamed = ", ".join(f"{a} -> {b}" for a, b in check["renamed"].items())
-                    print(
-                        f"[{dest}] {copier}: {wall:.2f} s, {n / wall:.0f} msgs/s, "
-                        f"{r['x_link_limit']}x the link's limit, rc {proc.returncode}; "
-                        f"wire MB src down/up {r['wire_mb'][0]}/{r['wire_mb'][1]}, "
-                        f"dst up/down {r['wire_mb'][2]}/{r['wire_mb'][3]}; {verdict}"
-                        + (f" (renamed: {renamed})" if renamed else ""),
-                        flush=True,
-                    )
-                    if proc.returncode != 0:
-                        print(proc.stderr[-800:], file=sys.stderr, flush=True)
-                if "mbsync" in times:
-                    for copier, wall in times.items():
-                        if copier != "mbsync":
-                            ratio = times["mbsync"] / wall
-                            for r in results:
-                                if r["destination"] == dest and r["copier"] == copier:
-                                    r["x_mbsync"] = round(ratio, 2)
-                            print(f"[{dest}] {copier} is {ratio:.2f}x mbsync's speed", flush=True)
+                for round_no in range(args.repeat):
+                    # Alternate who goes first, so neither always meets a warmer server.
+                    order = copiers if round_no % 2 == 0 else copiers[::-1]
+                    for copier in order:
+                        label = f"{work}/{dest}-{copier}-{round_no}"
+                        wall, proc, dst_user, wire = run_copy(
+                            copier, src, src_user, dsts[dest], Path(label), cafile, args.timeout
+                        )
+                        check = verify(source, snapshot(dsts[dest].dovecot, dst_user))
+                        r = {
+                            "destination": dest, "copier": copier, "round": round_no, "seconds": round(wall, 2),
+                            "rc": proc.returncode, "msgs_per_s": round(n / wall, 1),
+                            "x_link_limit": round(wall / limit, 2) if limit else None,
+                            "wire_mb": [round(w / 1e6, 1) for w in wire], "verify": check,
+                        }  # fmt: skip
+                        if proc.returncode != 0:
+                            r["stderr"] = proc.stderr[-1500:]
+                        results.append(r)
+                        verdict = (
+                            f"verified: {check['messages']} messages in {check['folders']} folders, each once"
+                            if check["ok"]
+                            else f"VERIFY FAILED: {'; '.join(check['problems'][:5])}"
+                        )
+                        renamed = ", ".join(f"{a} -> {b}" for a, b in check["renamed"].items())
+                        vs_limit = "" if limit is None else f"{r['x_link_limit']}x the link's limit, "
+                        print(
+                            f"[{dest} #{round_no + 1}] {copier}: {wall:.2f} s, {n / wall:.0f} msgs/s, "
+                            f"{vs_limit}rc {proc.returncode}; {verdict}"
+                            + (f" (renamed: {renamed})" if renamed else ""),
+                            flush=True,
+                        )
+                        if proc.returncode != 0:
+                            print(proc.stderr[-800:], file=sys.stderr, flush=True)
         finally:
             for s in servers:
-                s.proxy.stop()
-                s.dovecot.stop()
-    print("summary (destination, copier, seconds, msgs/s, x link limit, x mbsync speed, verified):")
-    for r in results:
+                s.stop()
+    summary = summarize(results, destinations, copiers, n, limit)
+    print(
+        "summary, medians over rounds (destination, copier, seconds, msgs/s, x link limit, x mbsync speed, verified):"
+    )
+    for row in summary:
         print(
-            f"  {r['destination']:9} {r['copier']:9} {r['seconds']:8.2f} {r['msgs_per_s']:8.1f} "
-            f"{r['x_link_limit']!s:>6} {r.get('x_mbsync', '-')!s:>6} {'ok' if r['verify']['ok'] else 'FAILED'}"
+            f"  {row['destination']:9} {row['copier']:9} {row['seconds']:8.2f} {row['msgs_per_s']:8.1f} "
+            f"{row['x_link_limit']!s:>6} {row.get('x_mbsync', '-')!s:>6} {'ok' if row['verified'] else 'FAILED'}"
         )
+    if "full" in destinations:
+        for row in summary:
+            full = next((f for f in summary if f["destination"] == "full" and f["copier"] == row["copier"]), None)
+            if row["destination"] != "full" and full and full["seconds"]:
+                slower = (row["seconds"] or 0) / full["seconds"]
+                print(f"  {row['copier']} into {row['destination']}: {slower:.2f}x its time into full")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
-    return 0 if all(r["verify"]["ok"] for r in results) else 1
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results, "summary": summary}, indent=1))
+    return 0 if all(r["verify"]["ok"] and r["rc"] == 0 for r in results) else 1
+
+
+def summarize(results: list[dict], destinations: list[str], copiers: list[str], n: int, limit: float | None):
+    """Per destination and copier: the median time of its successful rounds; the speed ratio to
+    mbsync is the median of the per-round ratios (each round's copiers met the same conditions)."""
+    rows = []
+    for dest in destinations:
+        for copier in copiers:
+            mine = [r for r in results if r["destination"] == dest and r["copier"] == copier]
+            ok = [r["seconds"] for r in mine if r["rc"] == 0]
+            if not mine:
+                continue
+            median = statistics.median(ok) if ok else None
+            row = {
+                "destination": dest, "copier": copier, "rounds": len(mine), "seconds": median,
+                "msgs_per_s": round(n / median, 1) if median else 0.0,
+                "x_link_limit": round(median / limit, 2) if median and limit else None,
+                "verified": all(r["verify"]["ok"] for r in mine),
+            }  # fmt: skip
+            if copier != "mbsync":
+                ratios = []
+                for r in mine:
+                    other = next(
+                        (o for o in results if o["destination"] == dest and o["copier"] == "mbsync"
+                         and o["round"] == r["round"] and o["rc"] == 0),
+                        None,
+                    )  # fmt: skip
+                    if other and r["rc"] == 0:
+                        ratios.append(other["seconds"] / r["seconds"])
+                if ratios:
+                    row["x_mbsync"] = round(statistics.median(ratios), 2)
+                    row["x_mbsync_rounds"] = [round(x, 2) for x in ratios]
+            rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":
