@@ -136,6 +136,7 @@ def _seeded_rows_in_transactional_tests(request):
 
     if not Provider.objects.exists():
         importlib.import_module("apps.providers.migrations.0002_seed_presets").seed(apps, None)
+        importlib.import_module("apps.providers.migrations.0004_current_provider_advice").advise(apps, None)
         from django.contrib.auth.models import Group, Permission
 
         importlib.import_module("apps.sync.migrations.0005_staff_groups").assign_groups(Group, Permission)

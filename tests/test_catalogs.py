@@ -181,7 +181,7 @@ def compiled_locale(tmp_path_factory) -> Path:
 
 SUBJECT = "Your mailbox copy is finished"
 EXPECTED = {
-    # language: (subject of the report email, "Duration" for 1 and for 2 minutes)
+    # language: (subject of the report email, the report's "Duration" for 1 and for 2 minutes)
     "fr": ("Votre copie de boîte mail est terminée", "Durée : 1 minute", "Durée : 2 minutes"),
     "pt": ("A cópia da sua caixa de correio foi concluída", "Duração: 1 minuto", "Duração: 2 minutos"),
     "es": ("La copia de su buzón ha finalizado", "Duración: 1 minuto", "Duración: 2 minutos"),
@@ -202,13 +202,14 @@ def test_django_translates_a_known_string(lang, compiled_locale, settings):
     subject, one_minute, two_minutes = EXPECTED[lang]
     with translation.override(lang):
         assert translation.gettext(SUBJECT) == subject
-        duration = ("Duration: %(minutes)s minute", "Duration: %(minutes)s minutes")
-        assert translation.ngettext(*duration, 1) % {"minutes": 1} == one_minute
-        assert translation.ngettext(*duration, 2) % {"minutes": 2} == two_minutes
+        minutes = ("%(count)s minute", "%(count)s minutes")
+        for count, expected in ((1, one_minute), (2, two_minutes)):
+            duration = translation.ngettext(*minutes, count) % {"count": count}
+            assert translation.gettext("Duration: %(duration)s") % {"duration": duration} == expected
 
 
 def test_french_report_line_keeps_its_placeholders(compiled_locale, settings):
     settings.LOCALE_PATHS = [compiled_locale]
     with translation.override("fr"):
-        line = translation.gettext("Messages copied: %(copied)s of %(total)s") % {"copied": 5, "total": 5}
-    assert line == "Messages copiés : 5 sur 5"
+        line = translation.gettext("Copied: %(messages)s") % {"messages": "5 messages (12,3 ko)"}
+    assert line == "Copiés : 5 messages (12,3 ko)"

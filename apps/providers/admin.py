@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import models
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
@@ -13,6 +14,7 @@ class ProviderAdmin(admin.ModelAdmin):
     list_filter = ["role", "is_active", "security"]
     search_fields = ["name", "slug", "imap_host"]
     prepopulated_fields = {"slug": ["name"]}
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # a help page typed without https://
     actions = ["check_servers", "activate", "deactivate"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "role", "is_active", "sort_order"]}),
@@ -20,7 +22,7 @@ class ProviderAdmin(admin.ModelAdmin):
             _("IMAP"),
             {"fields": ["imap_host", "imap_port", "security", "host_editable", "login_format", "email_domain"]},
         ),
-        (_("Customers"), {"fields": ["help_text"]}),
+        (_("Customers"), {"fields": ["password_kind", "help_text", "help_url"]}),
         (_("Limits"), {"fields": ["max_connections", "max_messages_per_second", "max_bytes_per_second"]}),
     ]
 

@@ -1,6 +1,16 @@
 from django.db import models
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+# The link under a provider's help, and beside the password when that provider refuses the login.
+HELP_LINK = _('See <a href="%(url)s" target="_blank" rel="noopener noreferrer">%(provider)s help</a>.')
+# When the provider refused the login: what it wants as a password (none for the usual password).
+PASSWORD_ADVICE = {
+    "app": _("%(provider)s needs an app password, not your usual password."),
+    "none": _("%(provider)s no longer accepts passwords from mail programs."),
+}
 
 
 class Security(models.TextChoices):
@@ -32,6 +42,11 @@ class Provider(models.Model):
         FULL_ADDRESS = "address", _("The full email address")
         LOCAL_PART = "local_part", _("The part before “@”")
 
+    class PasswordKind(models.TextChoices):
+        USUAL = "usual", _("The account's usual password")
+        APP = "app", _("An app password, not the usual one")
+        NONE = "none", _("None: the provider refuses passwords from mail programs")
+
     name = models.CharField(_("name"), max_length=100)
     slug = models.SlugField(_("slug"), max_length=60, unique=True)
     role = models.CharField(_("role"), max_length=12, choices=Role.choices, default=Role.BOTH)
@@ -60,7 +75,23 @@ class Provider(models.Model):
     help_text = models.TextField(
         _("help for customers"),
         blank=True,
-        help_text=_("Shown next to the login form, e.g. “Use an app password”."),
+        help_text=_(
+            "Shown under the service the customer chose, and beside the password when the provider "
+            "refuses the login: which login and password to use, e.g. “Use an app password”."
+        ),
+    )
+    password_kind = models.CharField(
+        _("password"),
+        max_length=8,
+        choices=PasswordKind.choices,
+        default=PasswordKind.USUAL,
+        help_text=_("What the customer must type as the password; said beside it when the provider refuses the login."),
+    )
+    help_url = models.URLField(
+        _("provider's help page"),
+        max_length=500,
+        blank=True,
+        help_text=_("The provider's own page on signing in from a mail program; linked under the help."),
     )
     is_active = models.BooleanField(_("active"), default=True)
     sort_order = models.PositiveIntegerField(_("sort order"), default=100)
@@ -101,6 +132,20 @@ class Provider(models.Model):
     @property
     def display_help_text(self) -> str:
         return gettext(self.help_text) if self.help_text else ""
+
+    @property
+    def password_advice(self) -> str:
+        """ "Gmail needs an app password, not your usual password.", or "" for the usual password."""
+        advice = PASSWORD_ADVICE.get(self.password_kind)
+        return str(advice) % {"provider": self.display_name} if advice else ""
+
+    @property
+    def help_link(self) -> str:
+        """ "See Gmail help." linking to the provider's own help page (HTML), or ""."""
+        if not self.help_url:
+            return ""
+        values = {"url": escape(self.help_url), "provider": escape(self.display_name)}
+        return mark_safe(str(HELP_LINK) % values)  # noqa: S308 - the catalog's HTML, the values escaped
 
     @property
     def customer_types_host(self) -> bool:

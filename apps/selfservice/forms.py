@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 from django.core.validators import validate_email
 from django.forms.utils import ErrorDict
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from apps.providers.models import Provider, Security
@@ -34,6 +35,9 @@ CHECK_ERROR_FIELDS = {
     "not_imap": (("host", "port"), _("No IMAP server answers at this address and port.")),
     "tls_error": (("port", "security"), _("Check that this port and this connection security go together.")),
 }
+# A refused login on a provider that has a help page: who refused, beside the login and the password
+# (and, beside the password, what password it wants and a link to its help).
+REFUSED_BY_PROVIDER = _("%(provider)s refused this login or password.")
 
 
 class ProviderChoiceField(forms.ModelChoiceField):
@@ -76,8 +80,15 @@ class AccountForm(forms.Form):
         help_text=_("Leave it empty to use the usual port of the connection security you chose."),
     )
 
-    def __init__(self, *args, role: str, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, data=None, *args, role: str, **kwargs):
+        if data is not None and data.get("choose_provider"):
+            # Without JavaScript, the customer may choose the service first ("Show the advice and
+            # settings for this service"): the same form again, nothing checked, the choice and the
+            # login kept, the password dropped.
+            kept = ("provider", "login", "email_address", "host", "security", "port")
+            kwargs["initial"] = {name: data.get(name) for name in kept if data.get(name)}
+            data = None
+        super().__init__(data, *args, **kwargs)
         providers = Provider.objects.for_source() if role == "source" else Provider.objects.for_destination()
         self.fields["provider"].queryset = providers
         if not settings.IMAPCOPY_ALLOW_PLAINTEXT_IMAP:
@@ -98,17 +109,30 @@ class AccountForm(forms.Form):
         value = self["provider"].value()
         return next((p for p in self.fields["provider"].queryset if str(p.pk) == str(value)), None) if value else None
 
+    @property
+    def advised_providers(self) -> list[Provider]:
+        """The providers with advice for customers: each gets its block under the service list."""
+        return [provider for provider in self.fields["provider"].queryset if provider.help_text or provider.help_url]
+
     def show_check_error(self, code: str) -> None:
         """After a failed connection test: a short message beside each field at fault, where the
-        customer typed it (a preset's own server is not theirs to correct)."""
+        customer typed it (a preset's own server is not theirs to correct). A login refused by a
+        provider with a help page says who refused and, beside the password, what password that
+        provider wants, with a link to its help (its whole advice is shown under the service)."""
         fields, message = CHECK_ERROR_FIELDS.get(code, ((), ""))
         provider = self.selected_provider
+        messages = {name: message for name in fields}
         if provider is not None and not provider.customer_types_host:
-            fields = [name for name in fields if name not in ("host", "port", "security")]
+            messages = {name: text for name, text in messages.items() if name not in ("host", "port", "security")}
+        if code == "auth_failed" and provider is not None and provider.help_url:
+            refused = REFUSED_BY_PROVIDER % {"provider": provider.display_name}
+            messages["login"] = refused
+            advice = [text for text in (refused, provider.password_advice, provider.help_link) if text]
+            messages["password"] = format_html(" ".join(["{}"] * len(advice)), *advice)
         if self._errors is None:
             self._errors = ErrorDict()
-        for name in fields:
-            self._errors.setdefault(name, self.error_class(renderer=self.renderer)).append(message)
+        for name, text in messages.items():
+            self._errors.setdefault(name, self.error_class(renderer=self.renderer)).append(text)
 
     def _clean_text(self, name: str) -> str:
         value = self.cleaned_data.get(name) or ""

@@ -1,39 +1,32 @@
-"""Staff's back office for copies: list, inspect, cancel, retry, re-send, erase, export."""
+"""Staff's back office for copies: the jobs list and the job page (what they show).
+
+What staff do to jobs (actions, buttons, the staff note, the CSV export) is in admin_actions.py;
+times, sizes, inlines and filters in admin_display.py; the operations page in operations.py."""
 
 from __future__ import annotations
 
-import csv
-
-from django.contrib import admin, messages
-from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib import admin
+from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
-from django.http import HttpResponse
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import translation
 from django.utils.html import escape, format_html
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
-from apps.sync import services
+from apps.sync.admin_actions import JobActionsMixin
 from apps.sync.admin_display import (
     CANCELLED_BY,
-    EXPORT_IDS_LOGGED,
-    REFUSED_CANCEL,
-    REFUSED_ERASE_CREDENTIALS,
-    REFUSED_ERASE_PERSONAL_DATA,
-    REFUSED_REPORT_ACTIVE,
-    REFUSED_RETRY,
-    REFUSED_STILL_ACTIVE,
     STOP_REQUESTED,
     STOP_REQUESTED_BY,
     ErrorCodeFilter,
+    FailedWithinFilter,
+    FailureCodeFilter,
     FolderProgressInline,
     HasErrorsFilter,
     JobEventInline,
     ProviderFilter,
     _duration,
-    _refusal,
     _size,
     _when,
     _when_text,
@@ -42,8 +35,18 @@ from apps.sync.error_messages import error_message
 from apps.sync.models import JobStatus, ReportProof, SyncJob
 
 
+def status_page_url(job: SyncJob) -> str:
+    """The customer's private status page: the signed link of the job's emails, in its language."""
+    try:
+        from apps.selfservice.status_views import status_url
+    except ImportError:
+        from apps.selfservice.views import status_url
+    with translation.override(job.language):
+        return status_url(job)
+
+
 @admin.register(SyncJob)
-class SyncJobAdmin(admin.ModelAdmin):
+class SyncJobAdmin(JobActionsMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "coloured_status",
@@ -59,7 +62,15 @@ class SyncJobAdmin(admin.ModelAdmin):
         "error",
     ]
     list_display_links = ["id", "coloured_status"]
-    list_filter = ["status", ProviderFilter, HasErrorsFilter, ErrorCodeFilter, "created_at"]
+    list_filter = [
+        "status",
+        ProviderFilter,
+        HasErrorsFilter,
+        ErrorCodeFilter,
+        FailedWithinFilter,
+        FailureCodeFilter,
+        "created_at",
+    ]
     search_fields = ["source_address", "destination__email_address", "source__login", "destination__login"]
     list_select_related = ["source__provider", "destination__provider"]
     date_hierarchy = "created_at"
@@ -70,15 +81,6 @@ class SyncJobAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["css/admin-jobs.css"]}
 
-    actions = [
-        "cancel_jobs",
-        "retry_jobs",
-        "copy_all_mail_whole",
-        "resend_reports",
-        "erase_credentials",
-        "erase_personal_data",
-        "export_csv",
-    ]
     fieldsets = [
         (
             None,
@@ -111,7 +113,7 @@ class SyncJobAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        (_("Times"), {"fields": ["created", "started", "last_progress", "finished", "duration"]}),
+        (_("Times"), {"fields": ["created", "queued", "started", "last_progress", "finished", "duration"]}),
         (
             _("Outcome"),
             {
@@ -147,29 +149,12 @@ class SyncJobAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
-        # Jobs change only through the actions below (services), never through a form.
+        # Jobs change only through the actions and the staff note (admin_actions.py, through the
+        # services), never through the job's form.
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return request.user.is_superuser
-
-    def _has(self, request, codename: str) -> bool:
-        return request.user.has_perm(f"sync.{codename}_syncjob")
-
-    def has_cancel_permission(self, request) -> bool:
-        return self._has(request, "cancel")
-
-    def has_retry_permission(self, request) -> bool:
-        return self._has(request, "retry")
-
-    def has_resend_report_permission(self, request) -> bool:
-        return self._has(request, "resend_report")
-
-    def has_erase_permission(self, request) -> bool:
-        return self._has(request, "erase")
-
-    def has_export_permission(self, request) -> bool:
-        return self._has(request, "export")
 
     # --- columns -------------------------------------------------------------------------
     @admin.display(description=_("status"), ordering="status")
@@ -207,6 +192,10 @@ class SyncJobAdmin(admin.ModelAdmin):
     @admin.display(description=SyncJob._meta.get_field("created_at").verbose_name, ordering="created_at")
     def created(self, job: SyncJob):
         return _when(job.created_at)
+
+    @admin.display(description=SyncJob._meta.get_field("queued_at").verbose_name)
+    def queued(self, job: SyncJob):
+        return _when(job.queued_at)
 
     @admin.display(description=SyncJob._meta.get_field("started_at").verbose_name, ordering="started_at")
     def started(self, job: SyncJob):
@@ -319,180 +308,27 @@ class SyncJobAdmin(admin.ModelAdmin):
         # The template escapes every subject and folder name; its output is safe HTML.
         return render_to_string("sync/email/_losses.html", {"losses": sections})
 
-    # --- actions ---------------------------------------------------------------------------
-    def _apply(self, request, queryset, operation, done_message, errors: tuple, change_message: str, refused):
-        done = 0
-        for job in queryset.select_related("source", "destination"):
-            try:
-                operation(job)
-            except errors as exc:
-                self.message_user(request, _refusal(job, exc, refused), messages.WARNING)
-                continue
-            done += 1
-            self.log_change(request, job, change_message)
-        if done:
-            self.message_user(request, done_message(done) % {"count": done}, messages.SUCCESS)
-
-    @admin.action(description=_("Cancel the selected jobs"), permissions=["cancel"])
-    def cancel_jobs(self, request, queryset):
-        self._apply(
-            request,
-            queryset,
-            lambda job: services.job_cancel(job=job),
-            lambda n: ngettext("%(count)d job cancelled.", "%(count)d jobs cancelled.", n),
-            (services.InvalidJobState,),
-            "Cancelled",
-            REFUSED_CANCEL,
-        )
-
-    @admin.action(description=_("Retry the selected jobs"), permissions=["retry"])
-    def retry_jobs(self, request, queryset):
-        self._apply(
-            request,
-            queryset,
-            lambda job: services.job_retry(job=job),
-            lambda n: ngettext("%(count)d job queued again.", "%(count)d jobs queued again.", n),
-            (services.InvalidJobState, services.JobAlreadyActive, services.CredentialsErased),
-            "Retried",
-            REFUSED_RETRY,
-        )
-
-    @admin.action(description=_("Copy Gmail's All Mail whole as a folder, then run again"), permissions=["retry"])
-    def copy_all_mail_whole(self, request, queryset):
-        self._apply(
-            request,
-            queryset,
-            lambda job: services.job_copy_all_mail_whole(job=job),
-            lambda n: ngettext(
-                "%(count)d job queued again to copy All Mail whole.",
-                "%(count)d jobs queued again to copy All Mail whole.",
-                n,
-            ),
-            (services.InvalidJobState, services.JobAlreadyActive, services.CredentialsErased),
-            "All Mail copied whole",
-            REFUSED_STILL_ACTIVE,
-        )
-
-    @admin.action(description=_("Re-send the report"), permissions=["resend_report"])
-    def resend_reports(self, request, queryset):
-        self._apply(
-            request,
-            queryset,
-            lambda job: services.job_send_report(job=job, again=True),
-            lambda n: ngettext("%(count)d report sent.", "%(count)d reports sent.", n),
-            (services.InvalidJobState, OSError),
-            "Report re-sent",
-            REFUSED_REPORT_ACTIVE,
-        )
-
-    @admin.action(description=_("Erase the credentials now"), permissions=["erase"])
-    def erase_credentials(self, request, queryset):
-        self._apply(
-            request,
-            queryset,
-            lambda job: services.job_erase_credentials(job=job),
-            lambda n: ngettext("Credentials of %(count)d job erased.", "Credentials of %(count)d jobs erased.", n),
-            (services.InvalidJobState,),
-            "Credentials erased",
-            REFUSED_ERASE_CREDENTIALS,
-        )
-
-    @admin.action(description=_("Erase personal data (keep the counts)"), permissions=["erase"])
-    def erase_personal_data(self, request, queryset):
-        self._apply(
-            request,
-            queryset,
-            lambda job: services.job_erase_personal_data(job=job),
-            lambda n: ngettext("Personal data of %(count)d job erased.", "Personal data of %(count)d jobs erased.", n),
-            (services.InvalidJobState,),
-            "Personal data erased",
-            REFUSED_ERASE_PERSONAL_DATA,
-        )
-
-    @admin.action(description=_("Export as CSV"), permissions=["export"])
-    def export_csv(self, request, queryset):
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="imapcopy-jobs.csv"'
-        writer = csv.writer(response)
-        writer.writerow(
-            [
-                "id",
-                "status",
-                "source",
-                "destination",
-                "source_provider",
-                "destination_provider",
-                "messages_total",
-                "messages_copied",
-                "messages_skipped",
-                "messages_failed",
-                "bytes_copied",
-                "created_at",
-                "started_at",
-                "finished_at",
-                "error_code",
-            ]
-        )
-        exported = []
-        for job in queryset.select_related("source__provider", "destination__provider").iterator(chunk_size=2000):
-            exported.append(job.pk)
-            writer.writerow(
-                _spreadsheet_safe(
-                    job.pk,
-                    job.status,
-                    job.source_address,
-                    job.destination.email_address,
-                    job.source.provider.name,
-                    job.destination.provider.name,
-                    job.messages_total,
-                    job.messages_copied,
-                    job.messages_skipped,
-                    job.messages_failed,
-                    job.bytes_copied,
-                    job.created_at.isoformat(),
-                    job.started_at.isoformat() if job.started_at else "",
-                    job.finished_at.isoformat() if job.finished_at else "",
-                    job.error_code,
-                )
-            )
-        _log_export(request, exported)
-        return response
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context = {
+                **context,
+                "job_panel": self.job_panel(request, obj),
+                "status_page_url": status_page_url(obj),
+            }
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "operations_url": reverse("admin:sync_operations")}
         return super().changelist_view(request, extra_context)
 
     def get_urls(self):
-        from django.urls import path
-
         from apps.sync.operations import operations_view
 
         return [
             path("operations/", self.admin_site.admin_view(operations_view), name="sync_operations"),
+            *self.action_urls(),
             *super().get_urls(),
         ]
-
-
-def _log_export(request, job_ids: list[int]) -> None:
-    """One entry in the admin's history per export: who took which jobs' data out, and when."""
-    shown = ", ".join(f"#{pk}" for pk in job_ids[:EXPORT_IDS_LOGGED])
-    more = len(job_ids) - EXPORT_IDS_LOGGED
-    LogEntry.objects.create(
-        user_id=request.user.pk,
-        content_type_id=ContentType.objects.get_for_model(SyncJob).pk,
-        object_id="",
-        object_repr=f"CSV export of {len(job_ids)} job(s)",
-        action_flag=CHANGE,
-        change_message=f"Exported as CSV: {shown}" + (f" and {more} more" if more > 0 else ""),
-    )
-
-
-def _spreadsheet_safe(*cells) -> list:
-    """Cells a spreadsheet would run as a formula (customers type the addresses) start with a
-    quote, which spreadsheets show as text."""
-    return [
-        f"'{cell}" if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell for cell in cells
-    ]
 
 
 from apps.sync import queue_admin  # noqa: E402,F401  (registers the operators-only queue dashboard)

@@ -17,7 +17,7 @@ from django.utils.translation import ngettext, pgettext_lazy
 
 from apps.providers.models import Provider
 from apps.sync import services
-from apps.sync.models import FolderProgress, JobEvent, JobStatus, SyncJob
+from apps.sync.models import FolderProgress, JobEvent, JobFailure, JobStatus, SyncJob
 
 MAX_EVENTS_SHOWN = 500
 EXPORT_IDS_LOGGED = 200  # job ids written in the history entry of a CSV export
@@ -220,6 +220,55 @@ class ErrorCodeFilter(admin.SimpleListFilter):
         if self.value():
             return queryset.filter(error_code=self.value())
         return queryset
+
+
+# The periods the operations page counts failures over, as the jobs list's filter knows them.
+FAILURE_PERIODS = {
+    "24h": (datetime.timedelta(hours=24), _("In the last 24 hours")),
+    "7d": (datetime.timedelta(days=7), _("In the last 7 days")),
+}
+
+
+def failures(period: str | None = None, code: str | None = None):
+    """Failures of jobs (kept when the jobs were retried since), in a period and with a code."""
+    queryset = JobFailure.objects.all()
+    if period in FAILURE_PERIODS:
+        queryset = queryset.filter(failed_at__gte=timezone.now() - FAILURE_PERIODS[period][0])
+    if code is not None:
+        queryset = queryset.filter(error_code=code)
+    return queryset
+
+
+class _FailureFilter(admin.SimpleListFilter):
+    """Jobs that failed in a period, with a code: one failure must match both, whichever of the two
+    filters is chosen first."""
+
+    def __init__(self, request, params, model, model_admin):
+        self.chosen_period = request.GET.get(FailedWithinFilter.parameter_name)
+        self.chosen_code = request.GET.get(FailureCodeFilter.parameter_name)
+        super().__init__(request, params, model, model_admin)
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        return queryset.filter(pk__in=failures(self.chosen_period, self.chosen_code).values("job_id"))
+
+
+class FailedWithinFilter(_FailureFilter):
+    title = _("failure, even if retried since")
+    parameter_name = "failed_within"
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, (_period, label) in FAILURE_PERIODS.items()]
+
+
+class FailureCodeFilter(_FailureFilter):
+    title = _("error code of a failure")
+    parameter_name = "failure_code"
+
+    def lookups(self, request, model_admin):
+        codes = JobFailure.objects.exclude(error_code="").order_by("error_code").values_list("error_code", flat=True)
+        return [(code, code) for code in codes.distinct()]
 
 
 def _duration(job: SyncJob) -> str:

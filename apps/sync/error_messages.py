@@ -51,5 +51,23 @@ SIDE_MESSAGES = {
 }
 
 
+# A preset with a help page says who refused and what it wants as a password.
+REFUSED_BY_PROVIDER = _("%(provider)s refused the login or the password.")
+
+
 def error_message(code: str) -> str:
     return str(ERROR_MESSAGES.get(code) or ERROR_MESSAGES["internal_error"])
+
+
+def check_failed_message(code: str, provider=None) -> str:
+    """The sentence shown at the top of the form after a failed connection test. A refused login
+    on a provider with a help page of its own names the provider and says what password it wants
+    (its whole advice is under the service, its link beside the password)."""
+    message = error_message(code)
+    if code != "auth_failed" or provider is None:
+        return message
+    if provider.help_url:
+        refused = str(REFUSED_BY_PROVIDER) % {"provider": provider.display_name}
+        advice = provider.password_advice or provider.display_help_text
+        return f"{refused} {advice}".strip()
+    return f"{message} {provider.display_help_text}".strip()

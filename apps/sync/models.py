@@ -53,6 +53,9 @@ class SyncJob(models.Model):
     current_folder = models.CharField(_("current folder"), max_length=1000, blank=True)
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    # When the job last went into the queue (created, retried, or given back by a dead run): how
+    # long a queued job has been waiting is counted from here, not from its creation.
+    queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     progress_at = models.DateTimeField(_("last progress"), null=True, blank=True)
@@ -92,6 +95,14 @@ class SyncJob(models.Model):
             "the destination's Archive folder. Tick to copy All Mail whole as a folder: every labelled "
             "message then arrives twice."
         ),
+    )
+
+    # Staff's own words about the job (a customer's call, what was tried); never shown to customers.
+    staff_note = models.TextField(
+        _("staff note"),
+        blank=True,
+        default="",
+        help_text=_("Only staff see this note. Each change is kept in the job's history."),
     )
 
     class Meta:
@@ -167,6 +178,23 @@ class FolderProgress(models.Model):
 
     def __str__(self) -> str:
         return self.source_name
+
+
+class JobFailure(models.Model):
+    """Each time a job failed, kept when the job is retried: the operations page counts failures
+    by error code and provider from these, whatever the job's state is now."""
+
+    job = models.ForeignKey(SyncJob, on_delete=models.CASCADE, related_name="failures")
+    failed_at = models.DateTimeField(_("time of failure"), db_index=True)
+    error_code = models.CharField(_("error code"), max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["-failed_at"]
+        verbose_name = _("job failure")
+        verbose_name_plural = _("job failures")
+
+    def __str__(self) -> str:
+        return f"#{self.job_id} {self.error_code}"
 
 
 class JobEvent(models.Model):

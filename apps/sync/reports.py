@@ -25,7 +25,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
-from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.utils import formats, translation
 from django.utils.translation import gettext as _
@@ -33,6 +32,7 @@ from django.utils.translation import ngettext
 
 from apps.mailboxes.models import MailAccount
 from apps.providers.models import Provider
+from apps.sync import formatting
 from apps.sync.error_messages import SIDE_MESSAGES, error_message
 from apps.sync.models import JobEvent, JobStatus, SyncJob
 
@@ -83,7 +83,7 @@ def _date_text(raw) -> str:
 
 def _size_text(value) -> str:
     size = _count(value)
-    return filesizeformat(size) if size is not None else "—"
+    return formatting.size_text(size) if size is not None else "—"
 
 
 @dataclasses.dataclass
@@ -335,25 +335,139 @@ def job_losses(job: SyncJob, *, for_email: bool = False) -> list[LossSection]:
     return sections
 
 
-def report_context(job: SyncJob) -> dict:
-    from apps.selfservice.views import status_url  # the portal owns its links
+@dataclasses.dataclass(frozen=True)
+class CopyFigures:
+    """A job's figures as the customer reads them: what this job copied apart from what it found
+    already in the destination mailbox (a copy run again onto a full destination copies nothing,
+    and must not say it copied everything)."""
 
-    duration = None
+    folders_total: int = 0
+    folders_done: int = 0
+    messages_total: int = 0
+    copied: int = 0  # messages this job wrote into the destination
+    copied_bytes: int = 0
+    present: int = 0  # messages found already there, not copied again
+    present_bytes: int = 0
+    skipped: int = 0  # left out (too large)
+    failed: int = 0  # refused by the destination
+
+    @property
+    def not_copied(self) -> int:
+        return self.skipped + self.failed
+
+    @property
+    def handled(self) -> int:
+        return self.copied + self.present + self.not_copied
+
+
+def copy_figures(job: SyncJob) -> CopyFigures:
+    """The job's counters split into copied and already there.
+
+    The job's `messages_copied` and `bytes_copied` count both: the engine credits a message it
+    finds on the destination as done. Its `already_present` events say how many (and, since they
+    carry it, how many bytes) each run found there; a run killed before its checkpoint may find
+    the same messages again, so the sum is capped by the counters."""
+    present = present_bytes = without_bytes = 0
+    for detail in JobEvent.objects.filter(job=job, kind="already_present").values_list("detail", flat=True):
+        if not isinstance(detail, dict):
+            continue
+        found = _count(detail.get("messages")) or 0
+        nbytes = _count(detail.get("bytes"))
+        present += found
+        if nbytes is None:
+            without_bytes += found
+        else:
+            present_bytes += nbytes
+    present = min(present, job.messages_copied)
+    if without_bytes and job.messages_copied:  # events written before they carried sizes: the average
+        present_bytes += job.bytes_copied * min(without_bytes, present) // job.messages_copied
+    present_bytes = min(present_bytes, job.bytes_copied)
+    return CopyFigures(
+        folders_total=job.folders_total,
+        folders_done=job.folders_done,
+        messages_total=job.messages_total,
+        copied=job.messages_copied - present,
+        copied_bytes=job.bytes_copied - present_bytes,
+        present=present,
+        present_bytes=present_bytes,
+        skipped=job.messages_skipped,
+        failed=job.messages_failed,
+    )
+
+
+def _messages_and_size(count: int, nbytes: int) -> str:
+    return ngettext("%(count)s message (%(size)s)", "%(count)s messages (%(size)s)", count) % {
+        "count": formatting.count_text(count),
+        "size": formatting.size_text(nbytes),
+    }
+
+
+def figure_texts(figures: CopyFigures, *, active: bool = False) -> dict[str, str]:
+    """The status page's figures, each a text in the active language (the page and its progress
+    JSON show the same)."""
+    if figures.not_copied:
+        not_copied = ngettext(
+            "%(count)s message: %(too_large)s too large, %(refused)s refused by the destination",
+            "%(count)s messages: %(too_large)s too large, %(refused)s refused by the destination",
+            figures.not_copied,
+        ) % {
+            "count": formatting.count_text(figures.not_copied),
+            "too_large": formatting.count_text(figures.skipped),
+            "refused": formatting.count_text(figures.failed),
+        }
+    else:
+        not_copied = _("none so far") if active else _("none")
+    return {
+        "folders_text": _("%(done)s of %(total)s")
+        % {"done": formatting.count_text(figures.folders_done), "total": formatting.count_text(figures.folders_total)},
+        "messages_total_text": formatting.count_text(figures.messages_total),
+        "copied_text": _messages_and_size(figures.copied, figures.copied_bytes),
+        "present_text": _messages_and_size(figures.present, figures.present_bytes),
+        "not_copied_text": not_copied,
+    }
+
+
+def report_figure_lines(job: SyncJob, figures: CopyFigures) -> list[str]:
+    """The report email's figures, one sentence each."""
+    lines = [
+        _("Folders copied: %(done)s of %(total)s")
+        % {"done": formatting.count_text(figures.folders_done), "total": formatting.count_text(figures.folders_total)},
+        _("Messages in the source mailbox: %(count)s") % {"count": formatting.count_text(figures.messages_total)},
+        _("Copied: %(messages)s") % {"messages": _messages_and_size(figures.copied, figures.copied_bytes)},
+    ]
+    if figures.present:
+        lines.append(
+            _("Already in this mailbox, not copied again: %(messages)s")
+            % {"messages": _messages_and_size(figures.present, figures.present_bytes)}
+        )
     if job.started_at and job.finished_at:
-        duration = int((job.finished_at - job.started_at).total_seconds())
+        seconds = (job.finished_at - job.started_at).total_seconds()
+        lines.append(_("Duration: %(duration)s") % {"duration": formatting.duration_text(seconds)})
+    return lines
+
+
+def report_context(job: SyncJob) -> dict:
+    from apps.selfservice.status_views import site_url_for, status_url  # the portal owns its links
+
     losses = job_losses(job, for_email=True)
+    figures = copy_figures(job)
     return {
         "job": job,
         "status": job.status,
         "status_label": JobStatus(job.status).label,
         "error": error_message(job.error_code) if job.status == JobStatus.FAILED else "",
         "error_side": SIDE_MESSAGES.get(job.error_side, "") if job.status == JobStatus.FAILED else "",
-        "duration_minutes": None if duration is None else max(1, round(duration / 60)),
+        "figures": figures,
+        "figure_lines": report_figure_lines(job, figures),
+        "all_present": job.status == JobStatus.FINISHED
+        and figures.present > 0
+        and not figures.copied
+        and not figures.not_copied,
         "losses": losses,
         # The subjects of those messages are on the private status page, not in the email.
         "messages_on_page": any(section.kind in ("not_copied", "altered") for section in losses),
         "status_url": status_url(job, absolute=True),
-        "site_url": settings.SITE_URL,
+        "site_url": site_url_for(job),
     }
 
 
@@ -408,14 +522,14 @@ def send_report(job: SyncJob) -> None:
 def send_confirmation(job: SyncJob) -> None:
     """Email the link that confirms the report address: fixed text, the address itself and the
     link, nothing typed by the customer or read from a mailbox."""
-    from apps.selfservice.views import report_confirmation_url
+    from apps.selfservice.status_views import report_confirmation_url, site_url_for
 
     def context() -> dict:
         return {
             "address": job.report_address,
             "confirm_url": report_confirmation_url(job, absolute=True),
             "days": settings.IMAPCOPY_REPORT_CONFIRMATION_DAYS,
-            "site_url": settings.SITE_URL,
+            "site_url": site_url_for(job),
         }
 
     _send(job, "confirm_address", context, job.report_address)
@@ -424,11 +538,11 @@ def send_confirmation(job: SyncJob) -> None:
 def send_status_link(job: SyncJob) -> None:
     """Email the private status link to the job's proven report address (the public lookup's
     "email me the link")."""
-    from apps.selfservice.views import status_url
+    from apps.selfservice.status_views import site_url_for, status_url
 
     _send(
         job,
         "status_link",
-        lambda: {"status_url": status_url(job, absolute=True), "site_url": settings.SITE_URL},
+        lambda: {"status_url": status_url(job, absolute=True), "site_url": site_url_for(job)},
         job.report_address,
     )

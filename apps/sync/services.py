@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from apps.mailboxes.models import MailAccount
 from apps.sync import engine
-from apps.sync.history import scrub_admin_history
-from apps.sync.models import ACTIVE_STATUSES, JobEvent, JobStatus, ReportProof, SyncJob
+from apps.sync.history import _without, personal_strings, scrub_admin_history
+from apps.sync.models import ACTIVE_STATUSES, JobEvent, JobFailure, JobStatus, ReportProof, SyncJob
 
 logger = logging.getLogger("imapcopy.sync")
 
@@ -96,7 +96,7 @@ def job_create(*, source: MailAccount, destination: MailAccount, language: str =
                 source=source, destination=destination, source_address=address, source_mailbox=mailbox,
                 language=language, report_address=report_address,
                 report_address_proof=ReportProof.LOGIN if proven else ReportProof.LINK,
-                report_address_confirmed_at=timezone.now() if proven else None,
+                report_address_confirmed_at=timezone.now() if proven else None, queued_at=timezone.now(),
             )  # fmt: skip
             job.save()
             if enqueue:
@@ -193,6 +193,8 @@ def job_finish(
         updated = running.update(**values)
         if not updated:
             return False
+        if status == JobStatus.FAILED:  # kept when the job is retried: the operations page counts it
+            JobFailure.objects.create(job_id=job_id, failed_at=values["finished_at"], error_code=values["error_code"])
         job = SyncJob.objects.select_related("source", "destination").get(id=job_id)
         if status == JobStatus.FINISHED:
             credentials_erase(account=job.source)
@@ -238,6 +240,7 @@ def job_retry(*, job: SyncJob, allow_finished: bool = False, enqueue: bool = Tru
                 error_side="",
                 error_detail="",
                 finished_at=None,
+                queued_at=timezone.now(),
                 rq_job_id=_new_rq_job_id(job),
             )
             if not updated:
@@ -377,6 +380,15 @@ def job_erase_credentials(*, job: SyncJob) -> None:
 ERASED_ADDRESS = "erased@invalid"
 
 
+def job_set_staff_note(*, job: SyncJob, note: str) -> bool:
+    """Write staff's note on the job, and nothing else (a running copy keeps writing its progress
+    meanwhile). Returns whether the note changed."""
+    note = note.strip()
+    changed = SyncJob.objects.filter(pk=job.pk).exclude(staff_note=note).update(staff_note=note)
+    job.staff_note = note
+    return bool(changed)
+
+
 def job_erase_personal_data(*, job: SyncJob) -> None:
     """Drop addresses, logins, hosts, folder names and message details, in the admin's history
     too; keep the counts.
@@ -386,6 +398,7 @@ def job_erase_personal_data(*, job: SyncJob) -> None:
     job.refresh_from_db()
     if job.is_active:
         raise InvalidJobState(job.status)
+    note = _without(job.staff_note, personal_strings(job))  # as in the history: no addresses
     with transaction.atomic():
         scrub_admin_history([job])
         for account in (job.source, job.destination):
@@ -397,7 +410,7 @@ def job_erase_personal_data(*, job: SyncJob) -> None:
                 password_erased_at=timezone.now(),
             )
         SyncJob.objects.filter(pk=job.pk).update(
-            source_address="", source_mailbox="", report_address="", current_folder="", error_detail=""
+            source_address="", source_mailbox="", report_address="", current_folder="", error_detail="", staff_note=note
         )
         job.folders.update(source_name=Cast("id", models.TextField()), destination_name="", extra={})
         job.events.update(folder="", detail={})
@@ -421,7 +434,12 @@ def job_requeue_lost_run(*, job_id: int, run: int, silent_since, enqueue: bool =
     with transaction.atomic():
         updated = SyncJob.objects.filter(
             id=job_id, status=JobStatus.RUNNING, attempts=run, heartbeat_at__lt=silent_since
-        ).update(status=JobStatus.QUEUED, worker_name="", rq_job_id=_new_rq_job_id(SyncJob(pk=job_id)))
+        ).update(
+            status=JobStatus.QUEUED,
+            worker_name="",
+            queued_at=timezone.now(),
+            rq_job_id=_new_rq_job_id(SyncJob(pk=job_id)),
+        )
         if updated:
             job = SyncJob.objects.get(id=job_id)
             if enqueue:

@@ -19,7 +19,10 @@
       form.querySelectorAll(".preset-server").forEach(function (box) {
         box.hidden = !fixed || box.dataset.provider !== option.value;
       });
-      help.textContent = option.dataset.help || "";
+      // The chosen service's advice (rendered by the server for every service that has some).
+      help.querySelectorAll(".provider-advice").forEach(function (box) {
+        box.hidden = box.dataset.provider !== option.value;
+      });
     }
     function updatePort() {
       var chosen = form.querySelector("input[name=security]:checked");
@@ -51,6 +54,12 @@
         .then(function (response) { return response.ok ? response.json() : null; })
         .then(function (state) {
           if (!state) return;
+          // Ended while the page was open: reload it for what an ended copy shows (the report,
+          // what was not copied, "Start another copy").
+          if (done.indexOf(state.status) !== -1 && done.indexOf(box.dataset.status) === -1) {
+            window.location.reload();
+            return;
+          }
           box.querySelectorAll("[data-field]").forEach(function (node) {
             var value = state[node.dataset.field];
             if (value === undefined) return;

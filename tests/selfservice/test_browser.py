@@ -85,7 +85,7 @@ def journey(page, live_server, language, source_user, destination_user, run_work
     shot(page, f"{language}-4-summary")
     page.click("button.primary.big")
     page.wait_for_selector(".state")
-    assert texts["processing"] in page.inner_text(".messages")
+    assert texts["queued"] in page.inner_text(".state")
     shot(page, f"{language}-5-queued")
 
     worker = run_worker()
@@ -95,7 +95,7 @@ def journey(page, live_server, language, source_user, destination_user, run_work
     # The page updates itself without a reload.
     page.wait_for_selector(".state.state-finished", timeout=15_000)
     assert texts["finished"] in page.inner_text(".state")
-    assert page.inner_text("[data-field=messages_copied]") == "5"
+    assert page.inner_text("[data-field=copied_text]").startswith("5 ")
     shot(page, f"{language}-6-finished")
     return job
 
@@ -104,7 +104,7 @@ def test_french_journey_in_the_browser(page, live_server, source_user, destinati
     job = journey(
         page, live_server, "fr", source_user, destination_user, run_worker,
         {"connected": "La connexion à votre compte a été établie.",
-         "processing": "La synchronisation de vos comptes est en cours de traitement.",
+         "queued": "Votre copie n’a pas encore commencé",
          "finished": "Terminée"},
     )  # fmt: skip
     assert job.language == "fr"
@@ -114,7 +114,7 @@ def test_portuguese_journey_in_the_browser(page, live_server, source_user, desti
     job = journey(
         page, live_server, "pt", source_user, destination_user, run_worker,
         {"connected": "A conexão com a sua conta foi estabelecida.",
-         "processing": "A sincronização das suas contas já está em processamento.",
+         "queued": "A sua cópia ainda não começou",
          "finished": "Concluída"},
     )  # fmt: skip
     assert job.language == "pt"

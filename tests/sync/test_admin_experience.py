@@ -335,3 +335,218 @@ def test_jobs_list_fits_a_1920_pixel_screen_in_chromium(live_server, make_accoun
             browser.close()
     assert widths["page"] <= widths["window"], widths
     assert widths["table"] <= widths["window"], widths
+
+
+# --- 9. the job page: buttons, the customer's status page, who cancelled, a staff note -------
+
+
+def failed_job(make_account, address: str = "fay@example.org", **fields) -> SyncJob:
+    # The destination login is an address the (fixed-host) provider proved: the report may go to it.
+    return finished_job(make_account, address, status=JobStatus.FAILED, error_code="timeout", **fields)
+
+
+def buttons(page: str) -> dict[str, str]:
+    """The job page's action buttons: label -> how it is pressed ("post" at once, "confirm" first)."""
+    panel = page.split('class="job-actions"')[1].split("</section>")[0]
+    found = {}
+    for item in panel.split("<li>")[1:]:
+        label = (
+            item.split("</button>")[0].split(">")[-1] if "<button" in item else item.split("…</a>")[0].split(">")[-1]
+        )
+        found[label] = "post" if '<form method="post"' in item else "confirm"
+    return found
+
+
+def action_url(job: SyncJob, name: str) -> str:
+    return f"/admin/sync/syncjob/{job.pk}/actions/{name}/"
+
+
+def test_an_operator_gets_the_buttons_a_failed_job_allows_and_support_only_its_own(client, make_account):
+    job = failed_job(make_account)
+    SyncJob.objects.filter(pk=job.pk).update(
+        report_address="dest@example.org", report_address_confirmed_at=at(15, 3, 0)
+    )
+    operator, support = staff("operators"), staff("support")
+    client.force_login(operator)
+    assert buttons(job_page(client, job)) == {
+        "Retry the job": "post",
+        "Re-send the report": "post",
+        "Erase the credentials now": "confirm",
+        "Erase personal data (keep the counts)": "confirm",
+    }
+    client.force_login(support)
+    assert buttons(job_page(client, job)) == {"Re-send the report": "post"}
+    running = services.job_create(source=make_account("run@example.org"), destination=make_account())
+    services.job_claim(job_id=running.pk, worker_name="w")
+    assert "No action applies to this job in its current state." in job_page(client, running)
+    client.force_login(operator)
+    assert buttons(job_page(client, running)) == {"Cancel the job": "confirm"}
+
+
+def test_the_retry_button_queues_the_job_again_says_so_and_is_in_the_history(client, make_account):
+    job = failed_job(make_account)
+    operator = staff("operators")
+    client.force_login(operator)
+    response = client.post(action_url(job, "retry"), follow=True)
+    assert response.redirect_chain[-1][0] == f"/admin/sync/syncjob/{job.pk}/change/"
+    assert f"Job {job.pk} is queued again: it resumes where it stopped." in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert LogEntry.objects.get(user=operator, object_id=str(job.pk)).change_message == "Retried"
+
+
+def test_cancel_asks_first_then_the_job_page_says_who_cancelled(client, make_account):
+    job = services.job_create(source=make_account("stop@example.org"), destination=make_account())
+    client.force_login(staff("operators"))
+    page = job_page(client, job)
+    assert f'href="{action_url(job, "cancel")}"' in page
+    question = client.get(action_url(job, "cancel"))
+    body = question.content.decode()
+    assert f"Cancel job {job.pk} (stop@example.org → alice@example.org)?" in body
+    assert "Yes, cancel the job" in body and "No, go back to the job" in body
+    assert 'name="csrfmiddlewaretoken"' in body
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED  # asking changes nothing
+    body = client.post(action_url(job, "cancel"), follow=True).content.decode()
+    assert f"Job {job.pk} is cancelled." in body
+    assert "Cancelled by operators-member on " in body
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+
+
+def test_cancelling_a_running_job_says_it_stops_at_its_next_checkpoint(client, make_account):
+    job = services.job_create(source=make_account("long@example.org"), destination=make_account())
+    services.job_claim(job_id=job.pk, worker_name="w")
+    client.force_login(staff("operators"))
+    body = client.post(action_url(job, "cancel"), follow=True).content.decode()
+    assert f"Job {job.pk} is asked to stop: the copy stops at its next checkpoint." in body
+    assert "Asked to stop by operators-member on " in body
+
+
+def test_erasing_the_passwords_asks_first_and_then_retry_is_no_longer_offered(client, make_account):
+    job = failed_job(make_account)
+    client.force_login(staff("operators"))
+    body = client.get(action_url(job, "erase-credentials")).content.decode()
+    assert f"Erase the passwords of job {job.pk} (fay@example.org → dest-fay@example.org)?" in body
+    assert "The job can then never run again" in body
+    body = client.post(action_url(job, "erase-credentials"), follow=True).content.decode()
+    assert f"The passwords of job {job.pk} are erased: it can no longer run again." in body
+    assert "Retry the job" not in buttons(body) and "Erase the credentials now" not in buttons(body)
+    job.refresh_from_db()
+    assert not job.source.has_password and not job.destination.has_password
+
+
+def test_a_button_the_job_no_longer_allows_says_why_in_a_sentence(client, make_account):
+    job = finished_job(make_account)
+    client.force_login(staff("operators"))
+    body = client.post(action_url(job, "retry"), follow=True).content.decode()
+    assert (
+        f"Job {job.pk} was not queued again: only a failed or cancelled job can run again (status: Finished)." in body
+    )
+    body = client.post(action_url(job, "cancel"), follow=True).content.decode()
+    assert f"Job {job.pk} was not cancelled: it has already ended (Finished)." in body
+    assert not LogEntry.objects.filter(object_id=str(job.pk)).exists()
+
+
+def test_buttons_need_the_permission_of_their_action_and_a_csrf_token(client, make_account):
+    from django.test import Client
+
+    job = failed_job(make_account)
+    client.force_login(staff("support"))
+    assert client.post(action_url(job, "retry")).status_code == 403
+    assert client.get(action_url(job, "erase-personal-data")).status_code == 403
+    assert client.post(action_url(job, "no-such-action")).status_code == 404
+    nobody = User.objects.create_user("customer", password="x")  # signed in, not staff
+    client.force_login(nobody)
+    response = client.post(action_url(job, "retry"))
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    client.force_login(User.objects.create_user("new-staff", password="x", is_staff=True))  # no group yet
+    assert client.post(action_url(job, "retry")).status_code == 403
+    assert client.post(f"/admin/sync/syncjob/{job.pk}/note/", {"staff_note": "x"}).status_code == 403
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.staff_note == ""
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(staff("operators"))
+    assert strict.post(action_url(job, "retry")).status_code == 403  # no token
+    page = strict.get(f"/admin/sync/syncjob/{job.pk}/change/")
+    token = page.content.decode().split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+    assert strict.post(action_url(job, "retry"), {"csrfmiddlewaretoken": token}).status_code == 302
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+
+
+def test_the_job_page_links_to_the_customers_own_status_page(client, make_account):
+    job = failed_job(make_account)
+    SyncJob.objects.filter(pk=job.pk).update(language="fr")
+    client.force_login(staff("support"))
+    page = job_page(client, job)
+    link = page.split('id="customer-status-page"')[0].rsplit('<a href="', 1)[1].split('"')[0]
+    assert link.startswith("/fr/status/")
+    assert 'target="_blank" rel="noopener" id="customer-status-page">The customer’s status page</a>' in page
+    status_page = client.get(link)
+    assert status_page.status_code == 200
+    assert status_page.context["job"].pk == job.pk
+
+
+def test_support_writes_a_staff_note_and_the_history_keeps_every_version(client, make_account):
+    job = failed_job(make_account)
+    member = staff("support")
+    client.force_login(member)
+    page = job_page(client, job)
+    assert '<textarea name="staff_note"' in page
+    note_url = f"/admin/sync/syncjob/{job.pk}/note/"
+    SyncJob.objects.filter(pk=job.pk).update(messages_copied=41)  # the worker writes meanwhile
+    body = client.post(note_url, {"staff_note": "Customer called: retry after 18:00."}, follow=True).content.decode()
+    assert "The staff note is saved." in body
+    assert ">Customer called: retry after 18:00.</textarea>" in body
+    client.post(note_url, {"staff_note": "Retried, works now."})
+    job.refresh_from_db()
+    assert job.staff_note == "Retried, works now." and job.messages_copied == 41
+    entries = LogEntry.objects.filter(object_id=str(job.pk), user=member).order_by("action_time", "id")
+    assert [entry.change_message for entry in entries] == [
+        "Staff note: Customer called: retry after 18:00.",
+        "Staff note: Retried, works now.",
+    ]
+    history = client.get(f"/admin/sync/syncjob/{job.pk}/history/").content.decode()
+    assert "Customer called: retry after 18:00." in history and "support-member" in history
+    assert client.get(note_url).status_code == 405
+
+
+def test_staff_without_the_change_permission_read_the_note_and_cannot_write_it(client, make_account):
+    from django.contrib.auth.models import Permission
+
+    job = failed_job(make_account)
+    services.job_set_staff_note(job=job, note="Escalated to the provider.")
+    reader = User.objects.create_user("reader", password="x", is_staff=True)
+    reader.user_permissions.add(Permission.objects.get(codename="view_syncjob"))
+    client.force_login(reader)
+    page = job_page(client, job)
+    assert "Escalated to the provider." in page and '<textarea name="staff_note"' not in page
+    assert 'class="job-actions"' not in page  # no action this member may take
+    assert client.post(f"/admin/sync/syncjob/{job.pk}/note/", {"staff_note": "changed"}).status_code == 403
+    job.refresh_from_db()
+    assert job.staff_note == "Escalated to the provider."
+
+
+def test_erasing_personal_data_takes_the_addresses_out_of_the_note_and_its_history(client, make_account):
+    job = failed_job(make_account, "named@example.org")
+    client.force_login(staff("operators"))
+    client.post(f"/admin/sync/syncjob/{job.pk}/note/", {"staff_note": "named@example.org asked for a retry."})
+    client.post(action_url(job, "erase-personal-data"))
+    job.refresh_from_db()
+    assert job.staff_note == "[erased] asked for a retry."
+    assert not LogEntry.objects.filter(change_message__icontains="named@example.org").exists()
+
+
+def test_a_superuser_gets_every_button_the_job_allows_and_writes_the_note(admin_client, make_account):
+    job = services.job_create(source=make_account("boss@example.org"), destination=make_account())
+    page = job_page(admin_client, job)
+    assert buttons(page) == {"Cancel the job": "confirm"}
+    assert '<textarea name="staff_note"' in page
+    body = admin_client.post(action_url(job, "cancel"), follow=True).content.decode()
+    assert "Cancelled by admin on " in body
+    assert buttons(body) == {
+        "Retry the job": "post",  # its passwords are kept for a while
+        "Erase the credentials now": "confirm",
+        "Erase personal data (keep the counts)": "confirm",
+    }

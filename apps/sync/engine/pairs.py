@@ -169,12 +169,18 @@ class PairRuns:
                     if current.split is None or not current.split.started:
                         if current.split is not None:
                             current.split.started = True
-                        self.event("folder_started", current.plan.source.name, destination=current.plan.dest_name)
+                        self.event(
+                            "folder_started", current.plan.source.name, destination=current.plan.dest_name,
+                            separator=current.plan.source.separator,
+                        )  # fmt: skip
                 elif isinstance(item, AlreadyPresent):
                     # Credited one by one: the checkpoint may pass some of them long before others.
                     for uid, size in item.found:
                         self.ledger.defer(item.task.checkpoint, Uncredited(uid, copied=1, nbytes=size))
-                    self.event("already_present", item.task.plan.source.name, messages=len(item.found))
+                    self.event(
+                        "already_present", item.task.plan.source.name, messages=len(item.found),
+                        bytes=sum(size for _uid, size in item.found),
+                    )  # fmt: skip
                 elif isinstance(item, Skip):
                     self._record_skip(item)
                 elif isinstance(item, Batch):

@@ -1,0 +1,399 @@
+"""The status pages: the job's private page (and its progress JSON), the public lookup by source
+address, the report address's confirmation, and the links the emails carry."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib import messages
+from django.core import signing
+from django.core.cache import cache
+from django.http import Http404, JsonResponse
+from django.http.request import validate_host
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+
+from apps.selfservice.forms import StatusLookupForm
+from apps.selfservice.ratelimit import allow, client_address, rate_limited_message
+from apps.sync import formatting, services
+from apps.sync.error_messages import SIDE_MESSAGES, error_message
+from apps.sync.models import JobEvent, JobStatus, SyncJob
+from apps.sync.reports import CopyFigures, copy_figures, figure_texts, job_losses
+
+logger = logging.getLogger("imapcopy.sync")
+
+STATUS_SALT = "imapcopy.status-link"
+REPORT_CONFIRMATION_SALT = "imapcopy.report-address"
+LOOKUP_LINK_SENT = gettext_lazy(
+    "If a copy of this mailbox exists, we sent the link to its details to the address that receives its report."
+)
+# The job's event that records the portal's address the customer used (see site_url_for).
+SITE_ADDRESS_EVENT = "site_address"
+# The ETA is computed from the progress of the last few minutes (samples kept in the cache).
+ETA_WINDOW_SECONDS = 300
+ETA_MIN_SPAN_SECONDS = 20
+
+# What each state means for the customer, in one sentence (two for an ended copy that can go on).
+STATE_SENTENCES = {
+    "queued": gettext_lazy(
+        "Your copy has not started yet: it starts as soon as a place is free. "
+        "You can close this page, the copy will go on."
+    ),
+    "running": gettext_lazy("Your copy is in progress. This page follows it live; you can close it, the copy goes on."),
+    "finished": gettext_lazy(
+        "Your copy is finished: every message of the source mailbox is in the destination mailbox."
+    ),
+    "finished_present": gettext_lazy(
+        "Your copy is finished. Every message was already in the destination mailbox: nothing needed to be copied."
+    ),
+    "finished_empty": gettext_lazy("Your copy is finished. The source mailbox holds no message to copy."),
+    "finished_with_errors": gettext_lazy(
+        "Your copy is finished, but some messages could not be copied: this page and the report say which."
+    ),
+    "failed": gettext_lazy(
+        "Your copy stopped because of an error. What was copied so far stays in place; once the problem is "
+        "solved, start the copy again: it continues where it stopped, without duplicates."
+    ),
+    "cancelled": gettext_lazy(
+        "Your copy was cancelled. What was copied so far stays in place; if you start it again, it continues "
+        "where it stopped, without duplicates."
+    ),
+}
+FINISHED_WITH_ERRORS = gettext_lazy("Finished, some messages not copied")
+
+
+# --- Links -------------------------------------------------------------------------------------
+
+
+def request_site_url(request) -> str:
+    """The portal's address as this customer reached it, to put in the links of their emails.
+
+    The site's configured address (SITE_URL) when the request came to its host; else the
+    request's own scheme and host, which Django has checked against ALLOWED_HOSTS. A wildcard in
+    ALLOWED_HOSTS trusts any Host header: then SITE_URL alone (a forged Host header must never
+    put someone else's site into our emails)."""
+    host = request.get_host()  # raises DisallowedHost for a host not in ALLOWED_HOSTS
+    if host.lower() == urlsplit(settings.SITE_URL).netloc.lower() or not _trusted_host(host):
+        return settings.SITE_URL
+    return f"{request.scheme}://{host}"
+
+
+def _trusted_host(host: str) -> bool:
+    return validate_host(host.rsplit(":", 1)[0] if host.count(":") == 1 else host, _named_hosts())
+
+
+def _named_hosts() -> list[str]:
+    return [host for host in settings.ALLOWED_HOSTS if host and host != "*"]
+
+
+def site_url_for(job: SyncJob) -> str:
+    """The portal's address for this job's links: the one its customer used when it was created
+    (if ALLOWED_HOSTS still names its host), else SITE_URL."""
+    detail = (
+        JobEvent.objects.filter(job=job, kind=SITE_ADDRESS_EVENT)
+        .order_by("-id")
+        .values_list("detail", flat=True)
+        .first()
+    )
+    url = detail.get("url") if isinstance(detail, dict) else None
+    if isinstance(url, str):
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https") and parts.netloc and not parts.path and _trusted_host(parts.netloc):
+            return f"{parts.scheme}://{parts.netloc}"
+    return settings.SITE_URL
+
+
+def record_site_url(request, job: SyncJob) -> None:
+    """Remember the address the customer used, when it is not SITE_URL, for the job's emails."""
+    url = request_site_url(request)
+    if url != settings.SITE_URL:
+        services.job_record_event(job_id=job.pk, kind=SITE_ADDRESS_EVENT, detail={"url": url})
+
+
+def status_token(job: SyncJob) -> str:
+    return signing.dumps(str(job.public_id), salt=STATUS_SALT, compress=True)
+
+
+def status_url(job: SyncJob, *, absolute: bool = False) -> str:
+    path = reverse("selfservice:job-status", kwargs={"token": status_token(job)})
+    return site_url_for(job) + path if absolute else path
+
+
+def report_confirmation_url(job: SyncJob, *, absolute: bool = False) -> str:
+    # The link names the address it confirms: it confirms nothing once the job has another one.
+    token = signing.dumps(
+        {"job": str(job.public_id), "address": job.report_address}, salt=REPORT_CONFIRMATION_SALT, compress=True
+    )
+    path = reverse("selfservice:report-confirm", kwargs={"token": token})
+    return site_url_for(job) + path if absolute else path
+
+
+def send_report_confirmation(request, job: SyncJob) -> bool:
+    """Email the confirmation link of the job's report address, within the limits per client and
+    per address (whoever types someone's address must not flood it). False when not sent."""
+    if not (
+        allow("confirm-report-ip", client_address(request), limit=10, window_seconds=3600)
+        and allow("confirm-report-address", job.report_address, limit=3, window_seconds=86400)
+    ):
+        return False
+    try:
+        return services.job_send_report_confirmation(job=job)
+    except Exception:  # the copy goes on without it; the status page can send the link again
+        logger.exception("confirmation link of job %s could not be sent", job.pk)
+        return False
+
+
+# --- The state of a job ------------------------------------------------------------------------
+
+
+def state_key(job: SyncJob, figures: CopyFigures) -> str:
+    """Which of STATE_SENTENCES describes the job."""
+    if job.status != JobStatus.FINISHED:
+        return str(job.status)
+    if figures.not_copied:
+        return "finished_with_errors"
+    if not figures.messages_total:
+        return "finished_empty"
+    if figures.present and not figures.copied:
+        return "finished_present"
+    return "finished"
+
+
+def current_folder_text(job: SyncJob) -> str:
+    """The folder being copied, with "/" between its parts whatever the source server's separator."""
+    name = job.current_folder
+    if not name or not job.is_active:
+        return ""
+    detail = (
+        JobEvent.objects.filter(job=job, kind="folder_started", folder=name)
+        .order_by("-id")
+        .values_list("detail", flat=True)
+        .first()
+    )
+    separator = detail.get("separator") if isinstance(detail, dict) and "separator" in detail else None
+    if separator is not None and not isinstance(separator, str):
+        separator = None
+    # A server without hierarchy says NIL: the name is one part.
+    return formatting.folder_text(name, separator if separator is not None or not detail else "")
+
+
+def eta_seconds(job: SyncJob, figures: CopyFigures) -> float | None:
+    """Seconds left, from the pace of the last few minutes (messages and bytes: the slower of the
+    two decides, so many small messages at the end are not forgotten); None when unknown."""
+    if job.status != JobStatus.RUNNING or not job.started_at:
+        return None
+    now = time.time()
+    done = (float(job.bytes_copied), float(figures.handled))
+    key = f"selfservice:eta:{job.pk}:{job.attempts}"
+    try:
+        samples = [s for s in cache.get(key) or [] if now - s[0] <= ETA_WINDOW_SECONDS]
+        if not samples or now - samples[-1][0] >= 2:
+            samples.append((now, *done))
+            cache.set(key, samples[-100:], ETA_WINDOW_SECONDS * 2)
+    except Exception:  # no cache: the average since the start
+        samples = []
+    if samples and now - samples[0][0] >= ETA_MIN_SPAN_SECONDS:
+        span, base = now - samples[0][0], samples[0][1:]
+    else:
+        span, base = now - job.started_at.timestamp(), (0.0, 0.0)
+        if job.percent_done < 1 or span < ETA_MIN_SPAN_SECONDS:
+            return None
+    byte_rate, message_rate = ((value - start) / span for value, start in zip(done, base, strict=True))
+    left_bytes = max(0, job.bytes_total - job.bytes_copied)
+    left_messages = max(0, job.messages_total - figures.handled)
+    if not (left_bytes or left_messages):
+        return 0.0
+    estimates = []
+    if left_bytes:
+        estimates.append(left_bytes / byte_rate if byte_rate > 0 else None)
+    if left_messages:
+        estimates.append(left_messages / message_rate if message_rate > 0 else None)
+    if None in estimates:
+        return None  # no progress lately on one of them: no honest estimate
+    return max(estimates)
+
+
+def job_state(job: SyncJob) -> dict:
+    """What anyone holding the link may see: state and progress, no account details."""
+    figures = copy_figures(job)
+    key = state_key(job, figures)
+    label = FINISHED_WITH_ERRORS if key == "finished_with_errors" else JobStatus(job.status).label
+    eta = eta_seconds(job, figures)
+    state = {
+        "status": job.status,
+        "state": key,
+        "status_label": str(label),
+        "sentence": str(STATE_SENTENCES[key]),
+        "percent": job.percent_done,
+        "folders_total": job.folders_total,
+        "folders_done": job.folders_done,
+        "messages_total": job.messages_total,
+        "messages_copied": job.messages_copied,
+        "messages_new": figures.copied,
+        "messages_present": figures.present,
+        "messages_skipped": job.messages_skipped,
+        "messages_failed": job.messages_failed,
+        "bytes_copied": job.bytes_copied,
+        **figure_texts(figures, active=job.is_active),
+        "current_folder": current_folder_text(job),
+        "error": error_message(job.error_code) if job.status == JobStatus.FAILED else "",
+        "error_side": str(SIDE_MESSAGES.get(job.error_side, "")) if job.status == JobStatus.FAILED else "",
+        "eta": formatting.approximate_duration_text(eta) if eta is not None else "",
+        "ended": not job.is_active,
+    }
+    if not job.is_active and job.started_at and job.finished_at:
+        state["duration"] = formatting.duration_text((job.finished_at - job.started_at).total_seconds())
+    else:
+        state["duration"] = ""
+    return state
+
+
+def _job_from_token(token: str) -> SyncJob:
+    try:
+        public_id = signing.loads(
+            token, salt=STATUS_SALT, max_age=datetime.timedelta(days=settings.IMAPCOPY_STATUS_LINK_DAYS)
+        )
+    except signing.BadSignature:
+        raise Http404 from None
+    job = SyncJob.objects.filter(public_id=public_id).first()
+    if job is None:
+        raise Http404
+    return job
+
+
+# --- Views -------------------------------------------------------------------------------------
+
+
+@never_cache  # the page lists message subjects: no shared or browser cache keeps it
+def job_status(request, token: str):
+    job = _job_from_token(token)
+    # Only the private link shows what was lost (subjects, folders): the lookup by address,
+    # open to anyone who knows it, and the progress JSON show the counts alone.
+    losses = [] if job.is_active else job_losses(job)
+    return render(
+        request,
+        "selfservice/job_status.html",
+        {
+            "job": job,
+            "state": job_state(job),
+            "progress_url": request.path + "progress/",
+            "losses": losses,
+            "confirmation_url": reverse("selfservice:report-confirmation-send", kwargs={"token": token}),
+        },
+    )
+
+
+def job_progress(request, token: str):
+    job = _job_from_token(token)
+    response = JsonResponse(job_state(job))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_http_methods(["POST"])
+def report_confirmation_send(request, token: str):
+    """The private status page's "send the confirmation link again" (a lost or expired one)."""
+    job = _job_from_token(token)
+    if job.report_address_proven or not job.report_address:
+        return redirect(status_url(job))
+    if send_report_confirmation(request, job):
+        messages.success(request, _("We sent a confirmation link to %(address)s.") % {"address": job.report_address})
+    else:
+        messages.error(request, _("We could not send the confirmation link now. Please try again later."))
+    return redirect(status_url(job))
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def report_confirm(request, token: str):
+    """The link emailed to a report address. GET only shows a button (mail scanners follow links);
+    the POST confirms the address, and sends the report if the copy has ended meanwhile."""
+    try:
+        data = signing.loads(
+            token,
+            salt=REPORT_CONFIRMATION_SALT,
+            max_age=datetime.timedelta(days=settings.IMAPCOPY_REPORT_CONFIRMATION_DAYS),
+        )
+    except signing.SignatureExpired:
+        return render(request, "selfservice/report_confirm.html", {"expired": True}, status=410)
+    except signing.BadSignature:
+        raise Http404 from None
+    job = SyncJob.objects.filter(public_id=data.get("job"), report_address=data.get("address")).first()
+    if job is None:
+        raise Http404
+    context = {"address": job.report_address, "confirmed": job.report_address_proven, "ended": not job.is_active}
+    if request.method == "POST":
+        try:
+            outcome = services.job_confirm_report_address(job=job, address=job.report_address)
+        except services.ReportAddressNotProven:
+            raise Http404 from None
+        except Exception:  # confirmed all the same; as when the worker fails to send it, staff re-send
+            logger.exception("report of job %s could not be sent after confirmation", job.pk)
+            services.job_record_event(job_id=job.pk, kind="report_failed")
+            context["report_failed"] = True
+            outcome = None
+        context.update(confirmed=True, ended=outcome is not None, just_confirmed=True)
+    return render(request, "selfservice/report_confirm.html", context)
+
+
+def send_status_link(request, job: SyncJob | None):
+    """The "email me the link" of the lookup (and of the synchronize step when a copy of the
+    mailbox is under way): within the limits per client and per job; the answer never says
+    whether anything was sent. Returns the client's verdict (false: over its own limit, to say so)."""
+    verdict = allow("lookup-link-ip", client_address(request), limit=5, window_seconds=3600)
+    if not verdict:
+        return verdict
+    # Past the limit per job, nothing is sent but the answer stays the same.
+    if job is not None and allow("lookup-link-job", str(job.public_id), limit=3, window_seconds=3600):
+        try:
+            services.job_send_status_link(job=job)
+        except Exception:
+            logger.exception("status link of job %s could not be sent", job.pk)
+    return verdict
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def status_lookup(request):
+    """The public lookup by source address: a POST (the address stays out of access logs) that
+    shows the state alone, as it is at that moment; the details and the live progress stay behind
+    the private link, which it can email to the job's proven report address (and answers the same
+    whether or not there is one)."""
+    if request.method != "POST":  # a GET with ?address= looks nothing up
+        return render(request, "selfservice/status_lookup.html", {"form": StatusLookupForm()})
+    form = StatusLookupForm(request.POST)
+    context = {"form": form}
+    if not form.is_valid():
+        return render(request, "selfservice/status_lookup.html", context)
+    verdict = allow("lookup-ip", client_address(request), limit=30, window_seconds=60)
+    if not verdict:
+        form.add_error(None, rate_limited_message(verdict))
+        return render(request, "selfservice/status_lookup.html", context, status=429)
+    address = services.normalize_address(form.cleaned_data["address"])
+    job = SyncJob.objects.filter(source_address=address).order_by("-created_at").first()
+    if "send_link" in request.POST:
+        verdict = send_status_link(request, job)
+        if not verdict:
+            form.add_error(None, rate_limited_message(verdict))
+            return render(request, "selfservice/status_lookup.html", context, status=429)
+        context["link_sent"] = LOOKUP_LINK_SENT
+    elif job is None:
+        context["not_found"] = True
+    else:
+        now = timezone.localtime()
+        context.update(
+            status=job.status,
+            status_label=JobStatus(job.status).label,
+            looked_up_at=formats.time_format(now, "H:i:s"),
+            time_zone=now.tzname(),
+        )
+    return render(request, "selfservice/status_lookup.html", context)
