@@ -224,6 +224,9 @@ IMAPCOPY_REPORT_CONFIRMATION_DAYS = env_int("IMAPCOPY_REPORT_CONFIRMATION_DAYS",
 # Failed and cancelled jobs keep their credentials this long so staff can retry them;
 # finished jobs erase them at once.
 IMAPCOPY_CREDENTIAL_GRACE_HOURS = env_int("IMAPCOPY_CREDENTIAL_GRACE_HOURS", 24, minimum=0)
+# A customer may tick "keep my passwords" on the Synchronize step: the job then keeps them
+# (encrypted) this many days, to copy the mail that arrived since ("Copy new mail again"). 0: never.
+IMAPCOPY_DELTA_KEEP_DAYS = env_int("IMAPCOPY_DELTA_KEEP_DAYS", 7, minimum=0, maximum=90)
 
 # --- Email ----------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str(

@@ -8,6 +8,7 @@ from django.core.validators import validate_email
 from django.forms.utils import ErrorDict
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
 
 from apps.providers.models import Provider, Security
 
@@ -217,3 +218,101 @@ class AccountForm(forms.Form):
 
 class StatusLookupForm(forms.Form):
     address = forms.EmailField(label=_("Source email address"), max_length=254)
+
+
+# --- Copy new mail again (the pass before the switch-over) ---------------------------------------
+
+KEEP_CREDENTIALS_LABEL = ngettext_lazy(
+    "Keep my passwords (encrypted) for %(days)d day so that I can copy new mail again later",
+    "Keep my passwords (encrypted) for %(days)d days so that I can copy new mail again later",
+    "days",
+)
+
+
+class SynchronizeForm(forms.Form):
+    """The Synchronize step: the customer may keep the passwords to copy new mail again later."""
+
+    keep_credentials = forms.BooleanField(
+        required=False,
+        help_text=_(
+            "Useful when you move to another provider: once your mail arrives at the new one, copy the "
+            "messages that came in meanwhile from the page of your copy. Unticked, your passwords are "
+            "erased as soon as the copy ends."
+        ),
+    )
+
+    def __init__(self, *args, days: int, **kwargs):
+        kwargs.setdefault("label_suffix", "")  # a sentence beside its box, not a field's name
+        super().__init__(*args, **kwargs)
+        self.fields["keep_credentials"].label = KEEP_CREDENTIALS_LABEL % {"days": days}
+
+
+SIDE_LEGENDS = {"source": _("Source account"), "destination": _("Destination account")}
+
+
+class NewMailPasswordsForm(forms.Form):
+    """The passwords of a finished copy, typed again (they were erased at its end) to copy the mail
+    that arrived since: the logins are the job's, shown read-only; only the sides whose password is
+    missing are asked."""
+
+    def __init__(self, data=None, *args, job, sides, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        self.job, self.sides = job, [side for side in ("source", "destination") if side in sides]
+        for side in self.sides:
+            account = getattr(job, side)
+            login = forms.CharField(label=_("Login"), required=False, disabled=True, initial=account.login)
+            login.widget.attrs.update(readonly=True, autocomplete="off")
+            password = forms.CharField(
+                label=_("Password"), max_length=1024, strip=False, widget=forms.PasswordInput(render_value=False)
+            )
+            password.widget.attrs.update(autocomplete="current-password")
+            self.fields[f"{side}_login"] = login
+            self.fields[f"{side}_password"] = password
+
+    @property
+    def side_fields(self) -> list[dict]:
+        """Per account asked: its legend, its server, and its two fields (for the template)."""
+        return [
+            {
+                "side": side,
+                "legend": SIDE_LEGENDS[side],
+                "account": getattr(self.job, side),
+                "login": self[f"{side}_login"],
+                "password": self[f"{side}_password"],
+            }
+            for side in self.sides
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        for side in self.sides:
+            value = cleaned.get(f"{side}_password") or ""
+            if "\r" in value or "\n" in value or "\x00" in value:
+                self.add_error(
+                    f"{side}_password",
+                    forms.ValidationError(_("The password cannot contain line breaks."), code="control"),
+                )
+        return cleaned
+
+    def show_check_error(self, side: str, code: str) -> None:
+        """After a failed login test: the form's step's own words, beside the password typed
+        (a refused login on a provider with a help page names it and says what password it wants)."""
+        from apps.sync.error_messages import error_message
+
+        provider = getattr(self.job, side).provider
+        name = f"{side}_password"
+        if code == "auth_failed" and provider.help_url:
+            advice = [
+                text
+                for text in (REFUSED_BY_PROVIDER % {"provider": provider.display_name}, provider.password_advice,
+                             provider.help_link)
+                if text
+            ]  # fmt: skip
+            message = format_html(" ".join(["{}"] * len(advice)), *advice)
+        elif code in ("auth_failed", "auth_unsupported_characters"):
+            message = CHECK_ERROR_FIELDS[code][1]
+        else:  # the server did not answer as it should: nothing the customer can change here
+            message = error_message(code)
+        if self._errors is None:
+            self._errors = ErrorDict()
+        self._errors.setdefault(name, self.error_class(renderer=self.renderer)).append(message)

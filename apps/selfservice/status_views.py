@@ -18,16 +18,20 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext, ngettext_lazy
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
-from apps.selfservice.forms import StatusLookupForm
-from apps.selfservice.ratelimit import allow, client_address, rate_limited_message
+from apps.mailboxes.services import ChecksBusy, TooManyChecks, client_key
+from apps.selfservice.forms import SIDE_LEGENDS, NewMailPasswordsForm, StatusLookupForm
+from apps.selfservice.ratelimit import account_subject, allow, client_address, rate_limited_message
 from apps.sync import formatting, services
 from apps.sync.error_messages import SIDE_MESSAGES, error_message
+from apps.sync.losses import job_losses
 from apps.sync.models import JobEvent, JobStatus, SyncJob
-from apps.sync.reports import CopyFigures, copy_figures, figure_texts, job_losses
+from apps.sync.reports import CopyFigures, copy_figures, figure_texts
+from apps.sync.services import PasswordState
 
 logger = logging.getLogger("imapcopy.sync")
 
@@ -69,6 +73,18 @@ STATE_SENTENCES = {
     ),
 }
 FINISHED_WITH_ERRORS = gettext_lazy("Finished, some messages not copied")
+# "Copy new mail again" refused: a copy of the same source mailbox is queued or running.
+NEW_MAIL_ALREADY_ACTIVE = gettext_lazy(
+    "Another copy of this source mailbox is under way. Wait until it ends, then copy the new mail again."
+)
+NEW_MAIL_TOO_MANY_JOBS = ngettext_lazy(
+    "You already have %(count)d copy waiting or in progress. Please wait until it has finished.",
+    "You already have %(count)d copies waiting or in progress. Please wait until one of them has finished.",
+    "count",
+)
+NEW_MAIL_TOO_MANY_CHECKS = gettext_lazy(
+    "Your previous connection tests have not finished yet. Please wait for their result before trying again."
+)
 
 
 # --- Links -------------------------------------------------------------------------------------
@@ -276,6 +292,17 @@ def _job_from_token(token: str) -> SyncJob:
 @never_cache  # the page lists message subjects: no shared or browser cache keeps it
 def job_status(request, token: str):
     job = _job_from_token(token)
+    if job.status == JobStatus.FINISHED:
+        states = services.job_password_states(job)
+        # The passwords typed again have both been tested and work: the copy the customer asked for.
+        found = {check.state for check in states.values()}
+        if PasswordState.VERIFIED in found and found <= {PasswordState.KEPT, PasswordState.VERIFIED}:
+            if _start_new_mail_copy(request, job):
+                return redirect(status_url(job))
+    return _render_job_status(request, job, token)
+
+
+def _render_job_status(request, job: SyncJob, token: str, *, form: NewMailPasswordsForm | None = None, status=200):
     # Only the private link shows what was lost (subjects, folders): the lookup by address,
     # open to anyone who knows it, and the progress JSON show the counts alone.
     losses = [] if job.is_active else job_losses(job)
@@ -285,11 +312,130 @@ def job_status(request, token: str):
         {
             "job": job,
             "state": job_state(job),
-            "progress_url": request.path + "progress/",
+            "progress_url": reverse("selfservice:job-progress", kwargs={"token": token}),
             "losses": losses,
             "confirmation_url": reverse("selfservice:report-confirmation-send", kwargs={"token": token}),
+            "new_mail": new_mail_context(job, token, form=form),
+            "new_mail_result": new_mail_result_text(job),
         },
+        status=status,
     )
+
+
+# --- Copy new mail again -----------------------------------------------------------------------
+
+
+def new_mail_result_text(job: SyncJob) -> list[str]:
+    """What the latest "copy new mail again" of a finished job found, in a sentence or two."""
+    if job.status != JobStatus.FINISHED:
+        return []
+    figures = services.job_new_mail_figures(job)
+    if figures is None:
+        return []
+    if not figures.copied:
+        return [_("No new mail since the previous copy: every message was already in the destination mailbox.")]
+    copied = ngettext(
+        "New mail copied this time: %(count)s message (%(size)s).",
+        "New mail copied this time: %(count)s messages (%(size)s).",
+        figures.copied,
+    ) % {"count": formatting.count_text(figures.copied), "size": formatting.size_text(figures.copied_bytes)}
+    present = ngettext(
+        "Already in the destination mailbox, not copied again: %(count)s message.",
+        "Already in the destination mailbox, not copied again: %(count)s messages.",
+        figures.present,
+    ) % {"count": formatting.count_text(figures.present)}
+    return [copied, present]
+
+
+def new_mail_context(job: SyncJob, token: str, *, form: NewMailPasswordsForm | None = None) -> dict | None:
+    """The "Copy new mail again" part of a finished copy's private page: a button when the
+    passwords are kept, a form that asks them again when they were erased, a wait while the
+    passwords typed again are tested."""
+    if job.status != JobStatus.FINISHED:
+        return None
+    states = services.job_password_states(job)
+    context = {
+        "url": reverse("selfservice:copy-new-mail", kwargs={"token": token}),
+        "keep_until": job.credentials_keep_until if job.keeps_credentials else None,
+        "verified": [SIDE_LEGENDS[side] for side, check in states.items() if check.state == PasswordState.VERIFIED],
+    }
+    if any(check.state == PasswordState.TESTING for check in states.values()):
+        return {**context, "testing": True}
+    asked = [side for side, check in states.items() if check.state in _ASKED_STATES]
+    if not asked:
+        return {**context, "kept": True}
+    if form is None:
+        form = NewMailPasswordsForm(job=job, sides=asked)
+        for side in asked:
+            if states[side].state == PasswordState.FAILED:
+                form.show_check_error(side, states[side].error_code)
+    return {**context, "form": form}
+
+
+# The passwords the form asks for: erased, or typed again and refused.
+_ASKED_STATES = (PasswordState.MISSING, PasswordState.FAILED)
+
+
+def _start_new_mail_copy(request, job: SyncJob) -> bool:
+    """Queue the job again to copy new mail; False (with a message for the customer, where there is
+    something to say) when it cannot run now."""
+    try:
+        services.job_copy_new_mail(job=job, client=client_key(client_address(request)))
+    except services.JobAlreadyActive:
+        messages.error(request, NEW_MAIL_ALREADY_ACTIVE)
+        return False
+    except services.TooManyActiveJobs:
+        count = settings.IMAPCOPY_ACTIVE_JOBS_PER_CLIENT
+        messages.error(request, NEW_MAIL_TOO_MANY_JOBS % {"count": count})
+        return False
+    except (services.CredentialsErased, services.InvalidJobState):
+        return False  # the page says what there is to do (type the passwords again, or follow the copy)
+    return True
+
+
+@sensitive_post_parameters("source_password", "destination_password")
+@require_http_methods(["POST"])
+def copy_new_mail(request, token: str):
+    """The private page's "Copy new mail again": with the passwords kept, the job is queued again at
+    once; else the passwords typed again are tested first (the page waits for the answer)."""
+    job = _job_from_token(token)
+    if job.status != JobStatus.FINISHED:
+        return redirect(status_url(job))  # under way already, or not a finished copy: its page says so
+    states = services.job_password_states(job)
+    if any(check.state == PasswordState.TESTING for check in states.values()):
+        return redirect(status_url(job))
+    asked = [side for side, check in states.items() if check.state in _ASKED_STATES]
+    if not asked:
+        _start_new_mail_copy(request, job)
+        return redirect(status_url(job))
+    form = NewMailPasswordsForm(request.POST, job=job, sides=asked)
+    if not form.is_valid():
+        return _render_job_status(request, job, token, form=form)
+    # The same limits as the form's connection tests: a password form must not be a guessing machine.
+    verdict = allow("test-ip", client_address(request), limit=20, window_seconds=600)
+    for side in asked:
+        account = getattr(job, side)
+        if verdict:
+            verdict = allow(
+                "test-account", account_subject(login=account.login, host=account.host), limit=6, window_seconds=600
+            )
+    if not verdict:
+        form.add_error(None, rate_limited_message(verdict))
+        return _render_job_status(request, job, token, form=form, status=429)
+    try:
+        services.job_reenter_passwords(
+            job=job, passwords={side: form.cleaned_data[f"{side}_password"] for side in asked}
+        )
+    except TooManyChecks:
+        form.add_error(None, NEW_MAIL_TOO_MANY_CHECKS)
+        return _render_job_status(request, job, token, form=form, status=429)
+    except ChecksBusy:
+        form.add_error(None, error_message("checks_busy"))
+        return _render_job_status(request, job, token, form=form, status=503)
+    except services.InvalidJobState:
+        pass
+    # The page waits for the tests' answer, then queues the copy (see job_status).
+    return redirect(status_url(job))
 
 
 def job_progress(request, token: str):

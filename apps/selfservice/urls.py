@@ -11,5 +11,6 @@ urlpatterns = [
     path("status/<str:token>/", status_views.job_status, name="job-status"),
     path("status/<str:token>/progress/", status_views.job_progress, name="job-progress"),
     path("status/<str:token>/confirmation/", status_views.report_confirmation_send, name="report-confirmation-send"),
+    path("status/<str:token>/new-mail/", status_views.copy_new_mail, name="copy-new-mail"),
     path("report/<str:token>/", status_views.report_confirm, name="report-confirm"),
 ]

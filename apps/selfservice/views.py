@@ -22,7 +22,7 @@ from apps.mailboxes.services import (
     check_answer_deadline,
     client_key,
 )
-from apps.selfservice.forms import AccountForm
+from apps.selfservice.forms import AccountForm, SynchronizeForm
 from apps.selfservice.ratelimit import account_subject, allow, client_address, rate_limited_message
 from apps.selfservice.status_views import (  # noqa: F401  (the status views, routed from urls.py)
     LOOKUP_LINK_SENT,
@@ -282,8 +282,14 @@ def synchronize_step(request):
         if active_here >= settings.IMAPCOPY_ACTIVE_JOBS_PER_CLIENT:
             messages.error(request, TOO_MANY_JOBS % {"count": settings.IMAPCOPY_ACTIVE_JOBS_PER_CLIENT})
             return redirect("selfservice:synchronize")
+        # Kept only when the customer ticked it, to copy new mail again from the copy's page.
+        keep = SynchronizeForm(request.POST, days=settings.IMAPCOPY_DELTA_KEEP_DAYS)
+        ticked = keep.is_valid() and keep.cleaned_data["keep_credentials"]
+        keep_days = settings.IMAPCOPY_DELTA_KEEP_DAYS if ticked else 0
         try:
-            job = services.job_create(source=source, destination=destination, language=get_language() or "en")
+            job = services.job_create(
+                source=source, destination=destination, language=get_language() or "en", keep_credentials_days=keep_days
+            )
         except services.JobAlreadyActive:
             messages.error(request, ALREADY_ACTIVE)
             return redirect("selfservice:synchronize")
@@ -304,6 +310,10 @@ def synchronize_step(request):
         "estimate": duration_text(estimate_seconds(source)),
         "report_address": report_address,
         "report_proven": report_proven,
+        # "Keep my passwords to copy new mail again later" (not offered when the setting is 0).
+        "sync_form": SynchronizeForm(days=settings.IMAPCOPY_DELTA_KEEP_DAYS)
+        if settings.IMAPCOPY_DELTA_KEEP_DAYS
+        else None,
     }
     active = _active_job(source)
     if active is not None:

@@ -300,7 +300,7 @@ class SyncJobAdmin(JobActionsMixin, admin.ModelAdmin):
     @admin.display(description=_("not copied or not exact"))
     def losses(self, job: SyncJob):
         """The report's losses, in the staff's language (the report above is in the customer's)."""
-        from apps.sync.reports import job_losses
+        from apps.sync.losses import job_losses
 
         sections = job_losses(job)
         if not sections:

@@ -1,6 +1,7 @@
 import uuid
 
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from apps.mailboxes.models import MailAccount
@@ -97,6 +98,16 @@ class SyncJob(models.Model):
         ),
     )
 
+    # The customer ticked "keep my passwords" on the Synchronize step: the job keeps them (encrypted)
+    # until then, to copy the mail that arrived since ("Copy new mail again"); purge_credentials
+    # erases them once it has passed. Empty: erased as soon as the copy ends.
+    credentials_keep_until = models.DateTimeField(
+        _("passwords kept until"),
+        null=True,
+        blank=True,
+        help_text=_("The customer asked to keep the passwords to copy new mail again later."),
+    )
+
     # Staff's own words about the job (a customer's call, what was tried); never shown to customers.
     staff_note = models.TextField(
         _("staff note"),
@@ -132,6 +143,11 @@ class SyncJob(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def keeps_credentials(self) -> bool:
+        """Whether the customer asked to keep the passwords and that time has not passed."""
+        return self.credentials_keep_until is not None and self.credentials_keep_until > timezone.now()
 
     @property
     def report_address_proven(self) -> bool:

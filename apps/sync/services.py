@@ -5,6 +5,7 @@ erasure) live in one place."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import uuid
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from apps.mailboxes.models import MailAccount
 from apps.sync import engine
@@ -38,6 +40,10 @@ class InvalidJobState(Exception):
 
 class CredentialsErased(Exception):
     """The job cannot run again: its passwords have been erased."""
+
+
+class TooManyActiveJobs(Exception):
+    """The client already has as many copies queued or running as it may."""
 
 
 class ReportAddressNotProven(InvalidJobState):
@@ -74,8 +80,18 @@ def _enqueue_after_commit(job: SyncJob) -> None:
     transaction.on_commit(enqueue)
 
 
-def job_create(*, source: MailAccount, destination: MailAccount, language: str = "en", enqueue: bool = True) -> SyncJob:
+def job_create(
+    *,
+    source: MailAccount,
+    destination: MailAccount,
+    language: str = "en",
+    enqueue: bool = True,
+    keep_credentials_days: int = 0,
+) -> SyncJob:
     """Create a queued job and enqueue it once the transaction commits.
+
+    `keep_credentials_days`: the customer asked to keep the (encrypted) passwords that long, to
+    copy new mail again later (job_copy_new_mail); 0 erases them as soon as the copy ends.
 
     Raises JobAlreadyActive when the source mailbox (its login on its server, whatever address
     was typed) has a queued or running job, also when two requests race: the database's partial
@@ -85,6 +101,7 @@ def job_create(*, source: MailAccount, destination: MailAccount, language: str =
 
     address = normalize_address(source.email_address)
     mailbox = source.mailbox_identity
+    keep_until = timezone.now() + datetime.timedelta(days=keep_credentials_days) if keep_credentials_days > 0 else None
     if mailbox == destination.mailbox_identity:
         raise SameMailbox(mailbox)
     # The report goes to the destination login when it proves an address, whatever was typed;
@@ -97,6 +114,7 @@ def job_create(*, source: MailAccount, destination: MailAccount, language: str =
                 language=language, report_address=report_address,
                 report_address_proof=ReportProof.LOGIN if proven else ReportProof.LINK,
                 report_address_confirmed_at=timezone.now() if proven else None, queued_at=timezone.now(),
+                credentials_keep_until=keep_until,
             )  # fmt: skip
             job.save()
             if enqueue:
@@ -196,7 +214,9 @@ def job_finish(
         if status == JobStatus.FAILED:  # kept when the job is retried: the operations page counts it
             JobFailure.objects.create(job_id=job_id, failed_at=values["finished_at"], error_code=values["error_code"])
         job = SyncJob.objects.select_related("source", "destination").get(id=job_id)
-        if status == JobStatus.FINISHED:
+        # Kept when the customer asked to copy new mail again later (purge_credentials erases
+        # them once that time has passed).
+        if status == JobStatus.FINISHED and not job.keeps_credentials:
             credentials_erase(account=job.source)
             credentials_erase(account=job.destination)
     logger.info("job %s ended: %s %s", job_id, status, error_code)
@@ -374,6 +394,8 @@ def job_erase_credentials(*, job: SyncJob) -> None:
         raise InvalidJobState(job.status)
     credentials_erase(account=job.source)
     credentials_erase(account=job.destination)
+    SyncJob.objects.filter(pk=job.pk).update(credentials_keep_until=None)
+    job.credentials_keep_until = None
     logger.info("credentials of job %s erased", job.pk)
 
 
@@ -410,8 +432,9 @@ def job_erase_personal_data(*, job: SyncJob) -> None:
                 password_erased_at=timezone.now(),
             )
         SyncJob.objects.filter(pk=job.pk).update(
-            source_address="", source_mailbox="", report_address="", current_folder="", error_detail="", staff_note=note
-        )
+            source_address="", source_mailbox="", report_address="", current_folder="", error_detail="",
+            staff_note=note, credentials_keep_until=None,
+        )  # fmt: skip
         job.folders.update(source_name=Cast("id", models.TextField()), destination_name="", extra={})
         job.events.update(folder="", detail={})
     job.refresh_from_db()
@@ -450,3 +473,164 @@ def job_requeue_lost_run(*, job_id: int, run: int, silent_since, enqueue: bool =
     if updated:
         logger.warning("job %s: run %s stopped beating; queued again", job_id, run)
     return bool(updated)
+
+
+# --- Copy new mail again (the pass before the switch-over) ----------------------------------------
+
+# The event that marks the start of a "copy new mail again": its detail holds the job's counters
+# then, so that the pass's own figures (new, already there) can be told apart.
+NEW_MAIL_EVENT = "copy_new_mail"
+# Passwords typed again to copy new mail stay this long while their login is tested and the copy
+# is queued (purge_credentials leaves them alone meanwhile; the copy's end erases them).
+REENTERED_PASSWORD_MINUTES = 60
+JOB_SIDES = ("source", "destination")
+
+
+def _passwords_present(job: SyncJob) -> bool:
+    accounts = MailAccount.objects.filter(pk__in=[job.source_id, job.destination_id])
+    return accounts.exclude(password_ciphertext="").count() == 2
+
+
+def job_copy_new_mail(*, job: SyncJob, client: str = "") -> SyncJob:
+    """Run a finished job again with its passwords: the same checkpoints, so it copies only the
+    mail that arrived since (the customer changed their domain's settings meanwhile).
+
+    Raises InvalidJobState unless the job is finished; CredentialsErased when a password is gone
+    (the customer types them again: job_reenter_passwords); TooManyActiveJobs when the client
+    (`client`: its keyed hash) has its share of copies queued or running; JobAlreadyActive when
+    another copy of the source mailbox is queued or running (the one-active-job rule decides)."""
+    job.refresh_from_db()
+    if job.status != JobStatus.FINISHED:
+        raise InvalidJobState(job.status)
+    if not _passwords_present(job):
+        raise CredentialsErased(job.pk)
+    if client and (
+        SyncJob.objects.filter(source__created_from=client, status__in=ACTIVE_STATUSES).count()
+        >= settings.IMAPCOPY_ACTIVE_JOBS_PER_CLIENT
+    ):
+        raise TooManyActiveJobs(client)
+    with transaction.atomic():  # a copy that cannot be queued leaves no mark
+        JobEvent.objects.create(
+            job=job,
+            kind=NEW_MAIL_EVENT,
+            detail={"messages_copied": job.messages_copied, "bytes_copied": job.bytes_copied},
+        )
+        job = job_retry(job=SyncJob.objects.select_related("source", "destination").get(pk=job.pk), allow_finished=True)
+        # This pass's duration is its own (staff see the earlier runs in the job's event log).
+        SyncJob.objects.filter(pk=job.pk).update(started_at=None)
+    job.refresh_from_db()
+    logger.info("job %s queued again to copy new mail", job.pk)
+    return job
+
+
+@sensitive_variables()
+def job_reenter_passwords(*, job: SyncJob, passwords: dict[str, str]) -> None:
+    """The customer typed again the passwords of a finished job (erased at its end) to copy the
+    mail that arrived since. Each is stored encrypted and its login tested on the checks queue, as
+    on the form's steps (a failed test erases it again); job_password_states tells the outcome.
+    `passwords` maps "source" and/or "destination" to the password typed.
+
+    Raises InvalidJobState unless the job is finished; TooManyChecks or ChecksBusy (from the
+    checks queue) when the test cannot run now, and then nothing is kept."""
+    from apps.mailboxes.services import account_request_check
+
+    job.refresh_from_db()
+    if job.status != JobStatus.FINISHED:
+        raise InvalidJobState(job.status)
+    with transaction.atomic():
+        for side, password in passwords.items():
+            if side not in JOB_SIDES:
+                raise ValueError(side)
+            account = MailAccount.objects.get(pk=getattr(job, f"{side}_id"))
+            account.set_password(password)
+            MailAccount.objects.filter(pk=account.pk).update(
+                password_ciphertext=account.password_ciphertext,
+                password_erased_at=None,
+                verified_at=None,
+                check_error_code="",
+                check_requested_at=None,
+            )
+            account.refresh_from_db()
+            account_request_check(account=account)  # raises before its test is queued: all rolled back
+    logger.info("job %s: passwords typed again (%s), being tested", job.pk, ", ".join(sorted(passwords)))
+
+
+class PasswordState:
+    KEPT = "kept"  # stored, not typed again since the job ended
+    MISSING = "missing"  # erased: to be typed again
+    TESTING = "testing"  # typed again, its login being tested
+    VERIFIED = "verified"  # typed again, its login works
+    FAILED = "failed"  # typed again, its login failed (the code says why); erased again
+
+
+@dataclass(frozen=True)
+class PasswordCheck:
+    state: str
+    error_code: str = ""
+
+
+def job_password_states(job: SyncJob) -> dict[str, PasswordCheck]:
+    """Where each password of a finished job stands, for "Copy new mail again"."""
+    from apps.mailboxes.services import check_answer_deadline
+
+    now = timezone.now()
+    states = {}
+    for side in JOB_SIDES:
+        account = MailAccount.objects.get(pk=getattr(job, f"{side}_id"))
+        requested = account.check_requested_at
+        retyped = (
+            requested is not None
+            and job.finished_at is not None
+            and requested > job.finished_at
+            and now - requested <= datetime.timedelta(minutes=REENTERED_PASSWORD_MINUTES)
+        )
+        if not retyped:
+            # Kept only as long as the customer asked (purge_credentials erases them after that).
+            kept = account.has_password and job.keeps_credentials
+            state = PasswordCheck(PasswordState.KEPT if kept else PasswordState.MISSING)
+        elif account.verified_at is not None:
+            state = PasswordCheck(PasswordState.VERIFIED if account.has_password else PasswordState.MISSING)
+        elif account.check_error_code:
+            state = PasswordCheck(PasswordState.FAILED, account.check_error_code)
+        elif account.has_password and now <= check_answer_deadline(account):
+            state = PasswordCheck(PasswordState.TESTING)
+        else:  # no answer in time: the checks queue was too slow
+            state = PasswordCheck(PasswordState.FAILED, "checks_busy")
+        states[side] = state
+    return states
+
+
+@dataclass(frozen=True)
+class NewMailFigures:
+    """What the latest "copy new mail again" found: messages copied this time, and messages that
+    were already in the destination (copied before, or found there)."""
+
+    copied: int
+    copied_bytes: int
+    present: int
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def job_new_mail_figures(job: SyncJob) -> NewMailFigures | None:
+    """The figures of the job's latest "copy new mail again"; None when it never had one.
+
+    The job's counters are cumulative (every run); the pass's start recorded them, and the
+    messages its reconciliation found on the destination count as already there."""
+    marker = JobEvent.objects.filter(job=job, kind=NEW_MAIL_EVENT).order_by("-id").values_list("id", "detail").first()
+    if marker is None:
+        return None
+    marker_id, detail = marker
+    detail = detail if isinstance(detail, dict) else {}
+    found = found_bytes = 0
+    for event in JobEvent.objects.filter(job=job, kind="already_present", id__gt=marker_id).values_list(
+        "detail", flat=True
+    ):
+        if isinstance(event, dict):
+            found += _count(event.get("messages"))
+            found_bytes += _count(event.get("bytes"))
+    copied = max(0, job.messages_copied - _count(detail.get("messages_copied")) - found)
+    copied_bytes = max(0, job.bytes_copied - _count(detail.get("bytes_copied")) - found_bytes)
+    return NewMailFigures(copied=copied, copied_bytes=copied_bytes, present=max(0, job.messages_copied - copied))

@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import translation
 
 from apps.selfservice.views import status_url
-from apps.sync import reports, services
+from apps.sync import losses, services
 from apps.sync.models import JobStatus, SyncJob
 
 pytestmark = pytest.mark.django_db
@@ -305,13 +305,13 @@ def test_hostile_subject_is_escaped_and_cleaned_on_the_status_page(make_account)
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; Invoice" in body
     assert "\x1b" not in body and "\u202e" not in body, "control and direction characters go"
     with translation.override("en"):
-        (section,) = [section for section in reports.job_losses(job) if section.kind == "not_copied"]
+        (section,) = [section for section in losses.job_losses(job) if section.kind == "not_copied"]
     (line,) = [line for line in section.lines if "Invoice" in line]
     assert line.startswith("“<script>alert('x')</script> Invoice [31m exe.pdf”")
 
 
 def test_long_subjects_are_shortened_and_the_list_is_capped(make_account, monkeypatch):
-    monkeypatch.setattr(reports, "MAX_LISTED_PROBLEMS", 2)
+    monkeypatch.setattr(losses, "MAX_LISTED_PROBLEMS", 2)
     events = [
         ("message_failed", "INBOX", {"uid": uid, "date": None, "subject": "x" * 500, "size": 10, "reason": "NO"})
         for uid in range(1, 6)
@@ -322,7 +322,7 @@ def test_long_subjects_are_shortened_and_the_list_is_capped(make_account, monkey
     )
     job = finished_job(make_account, language="fr", events=[*events, ("summary", "", {"not_copied": 5})])
     with translation.override("fr"):
-        (section,) = [section for section in reports.job_losses(job) if section.kind == "not_copied"]
+        (section,) = [section for section in losses.job_losses(job) if section.kind == "not_copied"]
     listed = section.lines
     assert len(listed) == 2, "capped"
     assert listed[0].startswith("« again » (date inconnue) dans INBOX — refusé par la destination : NO")
@@ -332,7 +332,7 @@ def test_long_subjects_are_shortened_and_the_list_is_capped(make_account, monkey
 
 
 def test_the_report_emails_list_of_folders_is_capped(make_account, monkeypatch):
-    monkeypatch.setattr(reports, "MAX_LISTED_PROBLEMS", 2)
+    monkeypatch.setattr(losses, "MAX_LISTED_PROBLEMS", 2)
     events = [
         ("message_failed", f"Folder {n}", {"uid": 1, "date": None, "subject": "x", "size": 10, "reason": "NO"})
         for n in range(5)
@@ -369,7 +369,7 @@ def test_erased_job_keeps_its_counts_but_lists_nothing(make_account):
     job = finished_job(make_account)
     services.job_erase_personal_data(job=job)
     with translation.override("en"):
-        sections = reports.job_losses(job)
+        sections = losses.job_losses(job)
     (not_copied,) = [section for section in sections if section.kind == "not_copied"]
     assert not_copied.heading == "3 messages were not copied:"
     assert not_copied.lines == [] and not_copied.more == ""
@@ -448,6 +448,6 @@ def test_a_message_refused_by_an_earlier_run_and_copied_since_is_not_listed(make
     assert "1 message was not copied:" in lines(text)
     assert "- “INBOX”: 1 message" in lines(text)
     with translation.override("en"):
-        (section,) = [section for section in reports.job_losses(job) if section.kind == "not_copied"]
+        (section,) = [section for section in losses.job_losses(job) if section.kind == "not_copied"]
     assert any("Still refused" in line for line in section.lines)
     assert not any("Copied on retry" in line for line in section.lines)

@@ -9,7 +9,7 @@ import pytest
 from django.core import mail as django_mail
 from django.utils import translation
 
-from apps.sync import jobs, reports, services
+from apps.sync import jobs, losses, services
 from apps.sync.models import JobStatus, SyncJob
 from tests.support import mail
 from tests.support.report_address import confirmed_report_address
@@ -53,6 +53,6 @@ def test_cyrus_refusals_and_rewrites_are_listed_in_the_report(imap_servers, cyru
     # The email names no subject and no server answer; the private status page lists them.
     assert "Broken header" not in text and "invalid header" not in text
     with translation.override("fr"):
-        listed = [line for section in reports.job_losses(job) for line in section.lines]
+        listed = [line for section in losses.job_losses(job) for line in section.lines]
     assert any("« Broken header »" in line and "Message contains invalid header" in line for line in listed)
     assert sum("la destination a réécrit certains de ses en-têtes" in line for line in listed) == len(rewritten)
