@@ -1,6 +1,9 @@
-"""Security headers that Django 5.2 does not set itself."""
+"""Security headers that Django 5.2 does not set itself; the language of the staff's pages."""
 
 from __future__ import annotations
+
+from django.middleware import locale as django_locale
+from django.utils import translation
 
 STRICT_POLICY = "; ".join(
     [
@@ -31,3 +34,18 @@ class ContentSecurityPolicyMiddleware:
         response.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
         response.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         return response
+
+
+class LocaleMiddleware(django_locale.LocaleMiddleware):
+    """Django's, except that the staff's pages follow the staff member's language (the language
+    cookie the portal's switcher sets, else the browser's), as customers' pages follow their
+    URL prefix.  Unprefixed URLs would otherwise all be in the default language (English),
+    since the portal does not prefix it."""
+
+    def process_request(self, request):
+        if request.path_info.startswith("/admin/"):
+            language = translation.get_language_from_request(request, check_path=False)
+            translation.activate(language)
+            request.LANGUAGE_CODE = translation.get_language()
+            return
+        super().process_request(request)

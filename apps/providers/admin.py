@@ -5,10 +5,11 @@ from django.utils.translation import gettext_lazy as _
 
 from apps.providers.checks import check_provider_server
 from apps.providers.models import Provider
+from portal.admin_history import TranslatedHistory
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(TranslatedHistory, admin.ModelAdmin):
     list_display = ["name", "role", "imap_host", "imap_port", "security", "login_format", "is_active", "sort_order"]
     list_editable = ["is_active", "sort_order"]
     list_filter = ["role", "is_active", "security"]

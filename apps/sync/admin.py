@@ -33,6 +33,7 @@ from apps.sync.admin_display import (
 )
 from apps.sync.error_messages import error_message
 from apps.sync.models import JobStatus, ReportProof, SyncJob
+from portal.admin_history import TranslatedHistory
 
 
 def status_page_url(job: SyncJob) -> str:
@@ -46,7 +47,7 @@ def status_page_url(job: SyncJob) -> str:
 
 
 @admin.register(SyncJob)
-class SyncJobAdmin(JobActionsMixin, admin.ModelAdmin):
+class SyncJobAdmin(TranslatedHistory, JobActionsMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "coloured_status",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.admin.models import LogEntry
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.utils import timezone
@@ -550,3 +550,24 @@ def test_a_superuser_gets_every_button_the_job_allows_and_writes_the_note(admin_
         "Erase the credentials now": "confirm",
         "Erase personal data (keep the counts)": "confirm",
     }
+
+
+def test_the_history_is_shown_in_the_staff_members_language(client, make_account):
+    """Entries are stored in English (as Django's own) and read in French by a French browser:
+    the retry, a staff note, a provider hidden; Django's own entries keep their translation."""
+    job = failed_job(make_account)
+    operator = User.objects.create_superuser("history-fr", password="a long pass phrase")
+    client.force_login(operator)
+    client.post(action_url(job, "retry"))
+    LogEntry.objects.log_actions(operator.pk, [job], CHANGE, change_message="Staff note: called the customer")
+    stored = LogEntry.objects.filter(object_id=str(job.pk)).order_by("id").values_list("change_message", flat=True)
+    assert stored[0] == "Retried", "stored in English"
+    french = client.get(f"/admin/sync/syncjob/{job.pk}/history/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Relancée" in french and "Retried" not in french
+    assert "Note interne : called the customer" in french
+    provider = job.source.provider
+    LogEntry.objects.log_actions(operator.pk, [provider], CHANGE, change_message="Hidden from customers")
+    french = client.get(f"/admin/providers/provider/{provider.pk}/history/", HTTP_ACCEPT_LANGUAGE="fr")
+    assert "Masqué aux clients" in french.content.decode()
+    english = client.get(f"/admin/sync/syncjob/{job.pk}/history/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Retried" in english and "Staff note: called the customer" in english
