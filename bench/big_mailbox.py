@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import portal_harness as harness
 import psutil
 
-from tests.support import mail
-from tests.support.dovecot import DovecotServer, Profile, User
+from apps.localmail import mail
+from apps.localmail.dovecot import DovecotServer, Profile, User
 
 FOLDERS = [("INBOX", 0.50), ("Archive", 0.25), ("Sent", 0.15), ("Lists", 0.10)]
 FLAGS = [("S", 0.6), ("F", 0.05), ("R", 0.1)]  # Maildir info letters: Seen, Flagged, Replied

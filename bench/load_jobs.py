@@ -40,8 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import portal_harness as harness
 
-from tests.support import mail
-from tests.support.dovecot import DovecotServer, Profile, User
+from apps.localmail import mail
+from apps.localmail.dovecot import DovecotServer, Profile, User
 
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 OTHER = re.compile(r'<option value="(\d+)"[^>]*>\s*Other\s*</option>')

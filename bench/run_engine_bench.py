@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark IMAPCopy's engine against mbsync on the same machine, in the same run.
 
-Starts two private Dovecot servers (tests/support/dovecot.py), uploads a seeded corpus to a
+Starts two private Dovecot servers (apps/localmail/dovecot.py), uploads a seeded corpus to a
 source account, then for each copier: copies into a fresh destination account, timed, with its
-peak RSS (/usr/bin/time), verifies the copy (tests/support/mail.py: per-folder multisets of
+peak RSS (/usr/bin/time), verifies the copy (apps/localmail/mail.py: per-folder multisets of
 bytes hash + flags + INTERNALDATE) and times a no-op rerun. Copiers alternate over --repeat
 rounds (default 3) on fresh destination accounts; medians and per-round ratios are printed.
 
@@ -34,8 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support import mail  # noqa: E402
-from tests.support.dovecot import DovecotServer, Profile, User  # noqa: E402
+from apps.localmail import mail  # noqa: E402
+from apps.localmail.dovecot import DovecotServer, Profile, User  # noqa: E402
 
 CORPORA = {
     # ~5,000 messages / ~160 MB: mostly 1-20 kB text, 2% with 200 kB - 1.6 MB attachments

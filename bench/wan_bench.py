@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Copy speed across an emulated wide-area link: `copymailbox` and mbsync, over implicit TLS.
 
-Starts a source Dovecot and one Dovecot per destination kind (tests/support/dovecot.py: "full" is
+Starts a source Dovecot and one Dovecot per destination kind (apps/localmail/dovecot.py: "full" is
 Dovecot's own capabilities with the Courier/Cyrus-style Profile.dot, "exchange" Profile.exchange_like
 (LITERAL+, no MULTIAPPEND), "gmail" Profile.gmail_like (LITERAL-, no MULTIAPPEND)), fills the source
 with the shared harness's corpus (/work/shared/bench/corpus.py --messages N --seed 1), and puts each
@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from imapclient import IMAPClient, imap_utf7  # noqa: E402
 from wan_link import Link, WanProxy  # noqa: E402
 
-from tests.support.dovecot import DovecotServer, Profile, User  # noqa: E402
+from apps.localmail.dovecot import DovecotServer, Profile, User  # noqa: E402
 
 CORPUS_PY = Path(os.environ.get("SHARED", "/work/shared/bench")) / "corpus.py"
 DESTINATIONS = {

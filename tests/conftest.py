@@ -176,7 +176,7 @@ def make_account(db, provider):
 def imap_servers(tmp_path_factory):
     """Two Dovecot servers for the whole session: a `.`-separated source with SPECIAL-USE
     folders, a `/`-separated destination with Exchange-like names; one CA bundle trusts both."""
-    from tests.support.dovecot import DovecotServer, Profile
+    from apps.localmail.dovecot import DovecotServer, Profile
 
     with DovecotServer(Profile.dot()) as source, DovecotServer(Profile.slash()) as destination:
         bundle = tmp_path_factory.mktemp("ca") / "imap-ca.pem"

@@ -108,7 +108,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.support.dovecot import User, free_port, generate_certificate
+from apps.localmail.dovecot import User, free_port, generate_certificate
 
 CYRUS_VERSION = "3.6.1"  # Debian bookworm's cyrus-imapd; the cache directory is named after it
 PACKAGES = ("cyrus-common", "cyrus-imapd", "sasl2-bin")

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from tests.support.mail import Account, make_message
+from apps.localmail.mail import Account, make_message
 
 ALL_MAIL = "[Gmail]/All Mail"
 SENT = "[Gmail]/Sent Mail"

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import mail
-from tests.support.dovecot import DovecotServer, Profile
+from apps.localmail import mail
+from apps.localmail.dovecot import DovecotServer, Profile
 from tests.support.gmail import ALL_MAIL, IMPORTANT, LABELS, SPAM, STARRED, TRASH, build_gmail_mailbox
 from tests.support.imap_proxy import ImapProxy, Quirks, emailid, gm_msgid
 

@@ -2,8 +2,8 @@ from collections import Counter
 
 import pytest
 
+from apps.localmail import mail
 from apps.sync import services
-from tests.support import mail
 from tests.support.report_address import confirmed_report_address
 
 

@@ -15,12 +15,12 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
 
+from apps.localmail import mail
 from apps.mailboxes.models import MailAccount
 from apps.selfservice.status_views import status_url
 from apps.sync import jobs, services
 from apps.sync.models import JobStatus, SyncJob
 from tests.selfservice.conftest import seed_mailbox
-from tests.support import mail
 from tests.support.report_address import confirmed_report_address
 
 pytestmark = pytest.mark.django_db

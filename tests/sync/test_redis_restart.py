@@ -19,12 +19,12 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
+from apps.localmail import mail
 from apps.providers.models import Provider
 from apps.sync.models import JobEvent, JobStatus, SyncJob
 from apps.sync.recovery import recover_jobs
 from portal.localredis import free_port, redis_answers, start_redis
 from tests.conftest import _use_redis
-from tests.support import mail
 from tests.support.workers import kill_tree, start_worker, wait_until
 from tests.sync.conftest import all_messages
 

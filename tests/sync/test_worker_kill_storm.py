@@ -14,10 +14,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
+from apps.localmail import mail
 from apps.providers.models import Provider
 from apps.sync.models import JobEvent, JobStatus, SyncJob
 from apps.sync.recovery import recover_jobs
-from tests.support import mail
 from tests.support.workers import kill_tree, start_worker, wait_until
 from tests.sync.conftest import all_messages
 

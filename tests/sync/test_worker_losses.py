@@ -9,9 +9,9 @@ import pytest
 from django.core import mail as django_mail
 from django.utils import translation
 
+from apps.localmail import mail
 from apps.sync import jobs, losses, services
 from apps.sync.models import JobStatus, SyncJob
-from tests.support import mail
 from tests.support.report_address import confirmed_report_address
 
 pytestmark = pytest.mark.django_db

@@ -19,11 +19,11 @@ import psutil
 import pytest
 from django.utils import timezone
 
+from apps.localmail import mail
+from apps.localmail.dovecot import DovecotServer, Profile
 from apps.providers.models import Provider
 from apps.sync import services
 from apps.sync.models import JobEvent, JobStatus, SyncJob
-from tests.support import mail
-from tests.support.dovecot import DovecotServer, Profile
 from tests.support.proxy import Fault, TcpProxy
 from tests.support.workers import CpuMeter, kill_tree, start_worker, wait_until
 from tests.sync.conftest import all_messages

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from apps.localmail import mail
+from apps.localmail.dovecot import DovecotServer, Profile, User
 from apps.sync.engine import Endpoint, Security
-from tests.support import mail
-from tests.support.dovecot import DovecotServer, Profile, User
 
 # Source special folders (dot profile, INBOX. prefix) -> where they land on the slash profile.
 DOT_TO_SLASH = {("Sent",): ("Sent Items",), ("Trash",): ("Deleted Items",), ("Junk",): ("Junk E-mail",)}

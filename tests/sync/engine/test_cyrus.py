@@ -12,8 +12,8 @@ import re
 from collections import Counter
 from datetime import UTC, datetime
 
+from apps.localmail import mail
 from apps.sync.engine import CopyOptions, Endpoint, MemoryCheckpointStore, Security, copy_mailbox
-from tests.support import mail
 from tests.support.cyrus import CyrusServer
 
 from .conftest import new_box

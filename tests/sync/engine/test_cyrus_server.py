@@ -9,7 +9,7 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from tests.support import mail
+from apps.localmail import mail
 from tests.support.cyrus import CyrusServer
 
 

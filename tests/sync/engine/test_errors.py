@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from apps.localmail import mail
+from apps.localmail.dovecot import DovecotServer, Profile, free_port
 from apps.sync.engine import (
     CopyOptions,
     EngineError,
@@ -27,8 +29,6 @@ from apps.sync.engine import (
     copy_mailbox,
     probe_account,
 )
-from tests.support import mail
-from tests.support.dovecot import DovecotServer, Profile, free_port
 
 from .conftest import DOT_TO_SLASH, new_box
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import time
 
+from apps.localmail import mail
 from apps.sync.engine import CopyOptions, MemoryCheckpointStore, Security, copy_mailbox
-from tests.support import mail
 
 from .conftest import DOT_TO_SLASH, SLASH_TO_DOT, new_box
 

@@ -10,9 +10,9 @@ import ssl
 import pytest
 from imapclient.exceptions import LoginError
 
+from apps.localmail.dovecot import DovecotServer, Profile
 from apps.sync.engine import Endpoint, EngineError, ErrorCode, Security
 from apps.sync.engine.opening import _Client, _login_with_literals, connect
-from tests.support.dovecot import DovecotServer, Profile
 
 ANY_USER_NAME = "auth_username_chars =\n"
 PASSWORD = "Mötörhead-€-пароль-密码"

@@ -18,10 +18,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from apps.localmail import mail
+from apps.localmail.dovecot import EXCHANGE_CAPABILITY, DovecotServer, Profile
 from apps.sync.engine import CopyOptions, MemoryCheckpointStore, copy_mailbox
 from apps.sync.engine.errors import ErrorCode
-from tests.support import imap_proxy, mail
-from tests.support.dovecot import EXCHANGE_CAPABILITY, DovecotServer, Profile
+from tests.support import imap_proxy
 from tests.support.imap_proxy import ImapProxy, Quirks
 
 from .conftest import new_box

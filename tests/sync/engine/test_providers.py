@@ -13,9 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from apps.localmail import mail
+from apps.localmail.dovecot import DovecotServer, Profile
 from apps.sync.engine import CopyOptions, Endpoint, MemoryCheckpointStore, Security, copy_mailbox
-from tests.support import gmail, mail
-from tests.support.dovecot import DovecotServer, Profile
+from tests.support import gmail
 from tests.support.imap_proxy import ImapProxy, Quirks
 
 from .conftest import DOT_TO_SLASH, Box, new_box
@@ -299,7 +300,7 @@ def test_a_destination_that_keeps_what_it_is_given_is_trusted_after_a_sample(dot
 def test_a_big_folder_is_split_between_pipelines_without_status_size(bare_server, slash_server, caplog):
     """Gmail, Microsoft 365 and Yahoo give no folder sizes: a big INBOX is still copied by several
     pipelines at once (its bytes estimated from its message count), and the copy stays exact."""
-    from tests.support.dovecot import BARE_CAPABILITY
+    from apps.localmail.dovecot import BARE_CAPABILITY
 
     assert "STATUS=SIZE" not in BARE_CAPABILITY
     src, dst = new_box(bare_server), new_box(slash_server)

@@ -14,6 +14,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from apps.localmail import mail
+from apps.localmail.dovecot import DovecotServer, Profile
 from apps.sync.engine import (
     CopyOptions,
     JsonFileCheckpointStore,
@@ -22,8 +24,6 @@ from apps.sync.engine import (
     copy_mailbox,
     probe_account,
 )
-from tests.support import mail
-from tests.support.dovecot import DovecotServer, Profile
 from tests.support.proxy import TcpProxy
 
 from .conftest import DOT_TO_SLASH, new_box

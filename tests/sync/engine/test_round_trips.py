@@ -12,11 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from apps.localmail import mail
+from apps.localmail.dovecot import DovecotServer, Profile
 from apps.sync.engine import CopyOptions, MemoryCheckpointStore, copy_mailbox
 from apps.sync.engine import append as append_module
 from apps.sync.engine.pipeline import STREAM_BYTES
-from tests.support import imap_proxy, mail
-from tests.support.dovecot import DovecotServer, Profile
+from tests.support import imap_proxy
 from tests.support.imap_proxy import ImapProxy, Quirks
 
 from .conftest import new_box

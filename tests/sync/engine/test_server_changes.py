@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from apps.localmail import mail
 from apps.sync.engine import CopyOptions, MemoryCheckpointStore, copy_mailbox
-from tests.support import mail
 
 from .conftest import DOT_TO_SLASH, new_box
 

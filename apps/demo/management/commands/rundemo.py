@@ -8,8 +8,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from tests.support.dovecot import DovecotServer, Profile
-from tests.support.mail import Account, build_corpus, upload
+from apps.localmail.dovecot import DovecotServer, Profile
+from apps.localmail.mail import Account, build_corpus, upload
 
 SAMPLE_MESSAGES = 300
 # Fixed ports, so the README can say what to type; random ones when these are taken.
