@@ -92,7 +92,7 @@ def seed(jobs: int) -> tuple[str, str]:
 
     from apps.mailboxes.services import account_create
     from apps.providers.models import Provider, Security
-    from apps.selfservice.views import status_url
+    from apps.sync.links import status_url
     from apps.sync.models import JobStatus, SyncJob
 
     other = Provider.objects.get(slug="other")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from django.conf import settings
 from django.middleware import locale as django_locale
 from django.utils import translation
 
@@ -22,6 +25,18 @@ STRICT_POLICY = "; ".join(
 QUEUE_DASHBOARD_POLICY = STRICT_POLICY.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 
 
+def sign_in_origins() -> list[str]:
+    """The "Sign in with …" form posts to the portal, which redirects it to Google's or Microsoft's
+    authorization page: browsers apply form-action to that redirect too, so the configured
+    services' origins must be in it (a service without client id and secret offers no button)."""
+    origins = set()
+    for service in settings.IMAPCOPY_OAUTH.values():
+        if service.get("client_id") and service.get("client_secret") and service.get("authorize_url"):
+            parts = urlsplit(service["authorize_url"])
+            origins.add(f"{parts.scheme}://{parts.netloc}")
+    return sorted(origins)
+
+
 class ContentSecurityPolicyMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -30,7 +45,9 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         if "Content-Security-Policy" not in response:
             policy = QUEUE_DASHBOARD_POLICY if request.path.startswith("/admin/django_rq/") else STRICT_POLICY
-            response["Content-Security-Policy"] = policy
+            response["Content-Security-Policy"] = policy.replace(
+                "form-action 'self'", " ".join(["form-action 'self'", *sign_in_origins()])
+            )
         response.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
         response.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         return response

@@ -6,6 +6,7 @@ With DEBUG off, every secret must be given explicitly.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -227,6 +228,56 @@ IMAPCOPY_CREDENTIAL_GRACE_HOURS = env_int("IMAPCOPY_CREDENTIAL_GRACE_HOURS", 24,
 # A customer may tick "keep my passwords" on the Synchronize step: the job then keeps them
 # (encrypted) this many days, to copy the mail that arrived since ("Copy new mail again"). 0: never.
 IMAPCOPY_DELTA_KEEP_DAYS = env_int("IMAPCOPY_DELTA_KEEP_DAYS", 7, minimum=0, maximum=90)
+
+# --- Sign in with Google or Microsoft (OAuth2) --------------------------------------------
+# A service whose client id and secret are set offers "Sign in with ..." on the presets marked
+# with it (Gmail, Outlook / Microsoft 365); without them, passwords only. The README says how to
+# register the application at Google and at Microsoft Entra and which redirect URIs to give.
+# Plain-http endpoints only for the tests' authorization server on loopback.
+IMAPCOPY_OAUTH_ALLOW_HTTP = env_bool("IMAPCOPY_OAUTH_ALLOW_HTTP", False)
+_oauth_schemes = ("https", "http") if IMAPCOPY_OAUTH_ALLOW_HTTP else ("https",)
+# "common" (any work or personal account), "organizations", "consumers", a tenant id or domain.
+IMAPCOPY_MICROSOFT_TENANT = env_str("IMAPCOPY_MICROSOFT_TENANT", "common")
+if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,99}", IMAPCOPY_MICROSOFT_TENANT):
+    raise ImproperlyConfigured(
+        f"IMAPCOPY_MICROSOFT_TENANT must be a tenant id, a domain or common, got {IMAPCOPY_MICROSOFT_TENANT!r}"
+    )
+_microsoft = f"https://login.microsoftonline.com/{IMAPCOPY_MICROSOFT_TENANT}"
+IMAPCOPY_OAUTH = {
+    "google": {
+        "client_id": env_str("IMAPCOPY_GOOGLE_CLIENT_ID"),
+        "client_secret": env_str("IMAPCOPY_GOOGLE_CLIENT_SECRET"),
+        "authorize_url": env_url(
+            "IMAPCOPY_GOOGLE_AUTHORIZE_URL", "https://accounts.google.com/o/oauth2/v2/auth", schemes=_oauth_schemes
+        ),
+        "token_url": env_url(
+            "IMAPCOPY_GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token", schemes=_oauth_schemes
+        ),
+        "jwks_url": env_url(
+            "IMAPCOPY_GOOGLE_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs", schemes=_oauth_schemes
+        ),
+        "issuer": env_str("IMAPCOPY_GOOGLE_ISSUER", "https://accounts.google.com"),
+        "scopes": env_str("IMAPCOPY_GOOGLE_SCOPES", "openid email https://mail.google.com/"),
+    },
+    "microsoft": {
+        "client_id": env_str("IMAPCOPY_MICROSOFT_CLIENT_ID"),
+        "client_secret": env_str("IMAPCOPY_MICROSOFT_CLIENT_SECRET"),
+        "authorize_url": env_url(
+            "IMAPCOPY_MICROSOFT_AUTHORIZE_URL", f"{_microsoft}/oauth2/v2.0/authorize", schemes=_oauth_schemes
+        ),
+        "token_url": env_url("IMAPCOPY_MICROSOFT_TOKEN_URL", f"{_microsoft}/oauth2/v2.0/token", schemes=_oauth_schemes),
+        "jwks_url": env_url("IMAPCOPY_MICROSOFT_JWKS_URL", f"{_microsoft}/discovery/v2.0/keys", schemes=_oauth_schemes),
+        # Multi-tenant: each account's ID token names its own tenant ({tid}).
+        "issuer": env_str("IMAPCOPY_MICROSOFT_ISSUER", "https://login.microsoftonline.com/{tid}/v2.0"),
+        "scopes": env_str(
+            "IMAPCOPY_MICROSOFT_SCOPES",
+            "openid email offline_access https://outlook.office.com/IMAP.AccessAsUser.All",
+        ),
+        "admin_consent_url": env_url(
+            "IMAPCOPY_MICROSOFT_ADMIN_CONSENT_URL", f"{_microsoft}/adminconsent", schemes=_oauth_schemes
+        ),
+    },
+}
 
 # --- Email ----------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str(

@@ -8,6 +8,8 @@ from django.urls import include, path, re_path
 from django.utils import translation
 from django.views import i18n
 
+from apps.selfservice import oauth_views
+
 # The admin modules load with the URLconf, not at start-up (portal/apps.py).
 admin.autodiscover()
 
@@ -32,6 +34,8 @@ def english_prefix(request, rest: str):
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The one redirect URI registered at Google and Microsoft (outside the language prefixes).
+    path("oauth/callback/", oauth_views.oauth_callback, name="oauth-callback"),
     path("i18n/setlang/", set_language, name="set_language"),
     re_path(r"^en/(?P<rest>.*)$", english_prefix),
 ]

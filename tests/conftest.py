@@ -15,7 +15,7 @@ from portal.localredis import free_port, redis_answers, start_redis
 
 REPO = Path(__file__).resolve().parent.parent
 # Cyrus IMAP, the second server implementation the engine is tested against.
-pytest_plugins = ["tests.support.cyrus_fixtures"]
+pytest_plugins = ["tests.support.cyrus_fixtures", "tests.support.oauth_fixtures"]
 _private_redis: subprocess.Popen | None = None
 
 
@@ -52,6 +52,58 @@ def pytest_configure(config):
     # transaction); tests/selfservice/test_connection_test_queue.py runs them on real workers
     # behind gunicorn.
     settings.RQ_QUEUES[settings.CHECK_QUEUE]["ASYNC"] = False
+
+
+# The markers of pyproject.toml, applied here from what a test uses rather than by each test, so
+# that a new test cannot forget them: `./dev test -m "not slow"` is the developer's quick loop.
+# Chromium through Playwright (tests/selfservice/conftest.py).
+BROWSER_FIXTURES = {"browser", "page"}
+# A real RQ worker process per test, a live server, a database flushed and seeded again after
+# every test (transactional tests), the tests' OAuth2 authorization server (a process of its own).
+SLOW_FIXTURES = {"run_worker", "live_server", "transactional_db", "oauth_server"}
+# Modules whose tests start processes or servers of their own (gunicorn, Cyrus, proxies, an OAuth
+# server, commands in subprocesses), kill them, wait out timeouts and refused logins (Dovecot
+# answers a wrong password after a delay), or copy big mailboxes: seconds to a minute each.
+SLOW_MODULES = {
+    "tests/portal/test_settings.py",
+    "tests/portal/test_startup.py",
+    "tests/selfservice/test_connection_test_queue.py",
+    "tests/selfservice/test_hostile_connection_test.py",
+    "tests/support/test_provider_servers.py",
+    "tests/sync/engine/test_cyrus.py",
+    "tests/sync/engine/test_errors.py",
+    "tests/sync/engine/test_hostile_server.py",
+    "tests/sync/engine/test_login_charset.py",
+    "tests/sync/engine/test_oauth.py",
+    "tests/sync/engine/test_pipelined_append.py",
+    "tests/sync/engine/test_providers.py",
+    "tests/sync/engine/test_resume.py",
+    "tests/sync/engine/test_round_trips.py",
+    "tests/sync/test_copymailbox.py",
+    "tests/sync/test_delta_pass.py",
+    "tests/sync/test_redis_restart.py",
+    "tests/sync/test_worker_faults.py",
+    "tests/sync/test_worker_hostile.py",
+    "tests/sync/test_worker_kill_storm.py",
+    "tests/sync/test_worker_losses.py",
+    "tests/sync/test_worker_network_faults.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        module = item.path.relative_to(REPO).as_posix() if item.path.is_relative_to(REPO) else ""
+        # A browser test needs a live server and Chromium: never quick.
+        if fixtures & (SLOW_FIXTURES | BROWSER_FIXTURES) or module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        # `transaction=True` tests flush the database after each test, as transactional_db does.
+        marker = item.get_closest_marker("django_db")
+        if marker is not None and marker.kwargs.get("transaction"):
+            item.add_marker(pytest.mark.slow)
+        # No test needs PostgreSQL itself today: .ci/run runs the database tests again on it.
 
 
 def pytest_unconfigure(config):
@@ -137,6 +189,7 @@ def _seeded_rows_in_transactional_tests(request):
     if not Provider.objects.exists():
         importlib.import_module("apps.providers.migrations.0002_seed_presets").seed(apps, None)
         importlib.import_module("apps.providers.migrations.0004_current_provider_advice").advise(apps, None)
+        importlib.import_module("apps.providers.migrations.0005_oauth_sign_in").mark_oauth_presets(apps, None)
         from django.contrib.auth.models import Group, Permission
 
         importlib.import_module("apps.sync.migrations.0005_staff_groups").assign_groups(Group, Permission)

@@ -224,8 +224,19 @@ def generate_certificate(directory: Path) -> tuple[Path, Path]:
 class DovecotServer:
     """One private Dovecot instance; use as a context manager or call start()/stop()."""
 
-    def __init__(self, profile: Profile, directory: str | Path | None = None, pool_size: int = 60) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        directory: str | Path | None = None,
+        pool_size: int = 60,
+        oauth2_introspection_url: str | None = None,
+        oauth2_mechanisms: tuple[str, ...] = ("oauthbearer", "xoauth2"),
+    ) -> None:
         self.profile = profile
+        # OAuth2 accounts: AUTHENTICATE OAUTHBEARER / XOAUTH2, each bearer token checked by RFC 7662
+        # introspection at this URL (http://client:secret@host:port/...); passwords still work.
+        self.oauth2_introspection_url = oauth2_introspection_url
+        self.oauth2_mechanisms = oauth2_mechanisms  # Microsoft 365 offers XOAUTH2 alone
         self._own_dir = directory is None
         self.dir = Path(directory or tempfile.mkdtemp(prefix=f"dovecot-{profile.name}-"))
         self.port = free_port()
@@ -284,6 +295,12 @@ class DovecotServer:
         self.passwd_file.touch()
         self._pool = [self._write_user(None, []) for _ in range(self.pool_size)]
         self.config_file.write_text(self._config())
+        if self.oauth2_introspection_url:
+            (self.dir / "oauth2.conf.ext").write_text(
+                f"introspection_mode = post\nintrospection_url = {self.oauth2_introspection_url}\n"
+                "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+                "force_introspection = yes\n"
+            )
         self._chown_tree()
         # Foreground master (-F) as our child, plus a watchdog that stops it if this process dies
         # without calling stop() (even by SIGKILL), so no orphan instances pile up.
@@ -396,6 +413,14 @@ class DovecotServer:
         key = self.dir / "key.pem"
         key.chmod(0o600)
 
+    def _oauth2_passdb(self) -> str:
+        if not self.oauth2_introspection_url:
+            return ""
+        return (
+            f"passdb {{\n  driver = oauth2\n  mechanisms = {' '.join(self.oauth2_mechanisms)}\n"
+            f"  args = {self.dir}/oauth2.conf.ext\n}}\n"
+        )
+
     def _config(self) -> str:
         p = self.profile
         d = self.dir
@@ -410,6 +435,8 @@ class DovecotServer:
             for name, attr in p.special_folders.items()
         )
         quota_plugins = "quota imap_quota" if p.quota else ""
+        # With OAuth2 on, passwords are checked for PLAIN and LOGIN only, tokens by the oauth2 passdb.
+        password_mechanisms = "\n  mechanisms = plain login" if self.oauth2_introspection_url else ""
         quota_settings = (
             "plugin {\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_rule = *:storage=0\n"
             + (f"  quota_max_mail_size = {p.append_limit}B\n" if p.append_limit else "")
@@ -443,7 +470,7 @@ last_valid_uid = {self.run_uid}
 first_valid_gid = {self.run_gid}
 last_valid_gid = {self.run_gid}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" " + " ".join(self.oauth2_mechanisms) if self.oauth2_introspection_url else ""}
 auth_cache_size = 0
 auth_failure_delay = 0
 ssl = yes
@@ -461,9 +488,9 @@ namespace inbox {{
 {mailboxes}
 }}
 {quota_settings}
-passdb {{
+{self._oauth2_passdb()}passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d}/passwd
+  args = scheme=PLAIN username_format=%u {d}/passwd{password_mechanisms}
 }}
 userdb {{
   driver = passwd-file

@@ -1,12 +1,15 @@
-"""The engine's view of a stored account: host, TLS settings, provider limits, password."""
+"""The engine's view of a stored account: host, TLS settings, provider limits, password or
+OAuth2 tokens."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
+from apps.mailboxes import oauth
 from apps.mailboxes.models import MailAccount
 from apps.mailboxes.netguard import resolve_allowed_address
+from apps.mailboxes.services import account_store_renewed_tokens
 from apps.sync import engine
 
 
@@ -18,6 +21,7 @@ def endpoint_for(
     ca_file: str | None = None,
     verify_tls: bool = True,
     timeout: float = 60.0,
+    side: str | None = None,
 ) -> engine.Endpoint:
     """Decrypts the password: call only right before connecting. With `check_host`, the host
     is resolved and vetted (HostNotAllowed, HostNotFound) and the endpoint pinned to the
@@ -31,12 +35,26 @@ def endpoint_for(
     # A literal much bigger than the largest message the service copies is refused unread.
     max_message = settings.IMAPCOPY_MAX_MESSAGE_BYTES
     max_literal = max_message + max(1024 * 1024, max_message // 10) if max_message else None
+    secret = account.decrypt_password()
+    oauth_token = None
+    if account.uses_oauth:
+        # The run's connections share one keeper: it renews ahead of expiry, one refresh at a time,
+        # and keeps the renewed tokens (encrypted) for the next run.
+        account_id = account.pk
+        oauth_token = oauth.token_keeper(
+            service=account.oauth_service,
+            secret=secret,
+            side=side,
+            on_renewed=lambda tokens: account_store_renewed_tokens(account_id=account_id, tokens=tokens),
+        )
+        secret = ""
     return engine.Endpoint(
         host=account.host,
         port=account.port,
         security=engine.Security(account.security),
         login=account.login,
-        password=account.decrypt_password(),
+        password=secret,
+        oauth_token=oauth_token,
         connect_address=connect_address,
         ca_file=ca_file or settings.IMAPCOPY_CA_FILE,
         verify_tls=verify_tls,

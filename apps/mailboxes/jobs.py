@@ -7,7 +7,7 @@ import logging
 from django.utils import timezone
 
 from apps.mailboxes import services
-from apps.mailboxes.checks import check_account
+from apps.mailboxes.connection_test import check_account
 from apps.mailboxes.models import MailAccount
 
 logger = logging.getLogger("imapcopy.checks")

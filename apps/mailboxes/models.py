@@ -20,7 +20,10 @@ class MailAccount(models.Model):
     host = models.CharField(_("IMAP server"), max_length=253)
     port = models.PositiveIntegerField(_("port"))
     security = models.CharField(_("security"), max_length=10, choices=Security.choices)
+    # The password, or for an account signed in with OAuth2 (`oauth_service` set) its tokens as
+    # JSON (oauth.tokens_to_secret): one secret, encrypted, rotated and erased the same way.
     password_ciphertext = models.TextField(editable=False, blank=True, default="")
+    oauth_service = models.CharField(_("sign-in service"), max_length=12, blank=True, editable=False)
     verified_at = models.DateTimeField(_("connection verified"), null=True, blank=True)
     # What the connection test found; shown to the customer and used for the time estimate.
     found_folders = models.PositiveIntegerField(_("folders found"), null=True, blank=True)
@@ -61,6 +64,10 @@ class MailAccount(models.Model):
     @property
     def has_password(self) -> bool:
         return bool(self.password_ciphertext)
+
+    @property
+    def uses_oauth(self) -> bool:
+        return bool(self.oauth_service)
 
     def set_password(self, raw_password: str) -> None:
         self.password_ciphertext = encrypt_secret(raw_password)

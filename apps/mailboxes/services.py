@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Iterable
 
 import django_rq
 from django.conf import settings
@@ -10,12 +11,15 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
-from apps.mailboxes.crypto import reencrypt_secret
+from apps.mailboxes.crypto import encrypt_secret, reencrypt_secret
 from apps.mailboxes.models import MailAccount
+from apps.mailboxes.oauth_tokens import OAuthTokens, tokens_to_secret
 from apps.providers.models import Provider, Security
 
 logger = logging.getLogger("imapcopy.checks")
 
+# What an account's address becomes when its personal data is erased (no mail can reach it).
+ERASED_ADDRESS = "erased@invalid"
 # How long a connection test may wait on the checks queue before RQ drops it; the page waits this
 # long plus the test's own deadline before it gives up on an answer.
 CHECK_QUEUE_WAIT_SECONDS = 30
@@ -71,11 +75,97 @@ def account_create(
 
 
 @sensitive_variables()
+def account_create_oauth(
+    *, provider: Provider, address: str, tokens: OAuthTokens, created_from: str = ""
+) -> MailAccount:
+    """An account signed in with Google or Microsoft: the address is the one the provider's ID
+    token names (proven, unlike a typed one), the login is that address, the server the
+    provider's preset; the tokens are kept encrypted where a password would be."""
+    account = MailAccount(
+        created_from=created_from,
+        provider=provider,
+        email_address=address,
+        login=address,
+        host=provider.imap_host.strip().lower(),
+        port=provider.imap_port,
+        security=Security(provider.security),
+        oauth_service=provider.oauth_service,
+    )
+    account.set_password(tokens_to_secret(tokens))
+    account.full_clean(exclude=["password_ciphertext"])
+    account.save()
+    return account
+
+
+@sensitive_variables()
+def account_replace_oauth_tokens(*, account: MailAccount, tokens: OAuthTokens) -> None:
+    """The customer signed in again to the same mailbox (its access had been withdrawn)."""
+    account.set_password(tokens_to_secret(tokens))
+    MailAccount.objects.filter(pk=account.pk).update(
+        password_ciphertext=account.password_ciphertext, password_erased_at=None
+    )
+
+
+@sensitive_variables()
+def account_store_renewed_tokens(*, account_id: int, tokens: OAuthTokens) -> None:
+    """A run renewed the account's access (refresh tokens rotate at Microsoft): keep the new ones,
+    unless the account's secrets were erased meanwhile (the job ended)."""
+    MailAccount.objects.filter(pk=account_id).exclude(password_ciphertext="").update(
+        password_ciphertext=encrypt_secret(tokens_to_secret(tokens))
+    )
+
+
+@sensitive_variables()
 def account_set_password(*, account: MailAccount, password: str) -> None:
     account.set_password(password)
     MailAccount.objects.filter(pk=account.pk).update(
         password_ciphertext=account.password_ciphertext, password_erased_at=None
     )
+
+
+@sensitive_variables()
+def account_retype_password(*, account: MailAccount, password: str) -> None:
+    """The customer typed the password of a known account again: stored, but untested until its
+    connection test (account_request_check) says it works."""
+    account.set_password(password)
+    MailAccount.objects.filter(pk=account.pk).update(
+        password_ciphertext=account.password_ciphertext,
+        password_erased_at=None,
+        verified_at=None,
+        check_error_code="",
+        check_requested_at=None,
+    )
+    account.refresh_from_db()
+
+
+@sensitive_variables()
+def account_update_connection(*, account: MailAccount, port: int, security: Security | str, password: str) -> None:
+    """Staff's command line names the account again, maybe on another port or security."""
+    MailAccount.objects.filter(pk=account.pk).update(port=port, security=Security(security))
+    account_set_password(account=account, password=password)
+    account.port, account.security = port, Security(security)
+
+
+def account_erase_password(*, account: MailAccount) -> None:
+    MailAccount.objects.filter(pk=account.pk).exclude(password_ciphertext="").update(
+        password_ciphertext="", password_erased_at=timezone.now()
+    )
+    account.password_ciphertext = ""
+
+
+def account_erase_personal_data(*, account: MailAccount) -> None:
+    """Keep the row (the job's counts refer to it) but nothing that names or reaches its owner."""
+    MailAccount.objects.filter(pk=account.pk).update(
+        email_address=ERASED_ADDRESS, login="", host="", password_ciphertext="", password_erased_at=timezone.now()
+    )
+
+
+def accounts_delete_unused(*, account_ids: Iterable[int]) -> int:
+    """Delete those of these accounts that no job uses (a job keeps its accounts); returns how many."""
+    _total, per_model = MailAccount.objects.filter(
+        pk__in=account_ids, jobs_as_source=None, jobs_as_destination=None
+    ).delete()
+    return per_model.get(MailAccount._meta.label, 0)
 
 
 def credentials_reencrypt_all(*, batch_size: int = 500) -> int:

@@ -1,10 +1,12 @@
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import models
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from apps.providers.checks import check_provider_server
 from apps.providers.models import Provider
+from apps.providers.server_check import check_provider_server
 from portal.admin_history import TranslatedHistory
 
 
@@ -24,8 +26,37 @@ class ProviderAdmin(TranslatedHistory, admin.ModelAdmin):
             {"fields": ["imap_host", "imap_port", "security", "host_editable", "login_format", "email_domain"]},
         ),
         (_("Customers"), {"fields": ["password_kind", "help_text", "help_url"]}),
+        (_("Sign in with Google or Microsoft"), {"fields": ["oauth_service", "oauth_settings"]}),
         (_("Limits"), {"fields": ["max_connections", "max_messages_per_second", "max_bytes_per_second"]}),
     ]
+
+    readonly_fields = ["oauth_settings"]
+
+    @admin.display(description=_("sign-in settings (from the environment)"))
+    def oauth_settings(self, provider: Provider) -> str:
+        """What the portal will use for this provider's sign-in, read-only: the operator sets it in
+        the environment (the README says how); the client secret is never shown, only whether it
+        is set."""
+        values = settings.IMAPCOPY_OAUTH.get(provider.oauth_service) if provider.oauth_service else None
+        if values is None:
+            return gettext("Passwords only.")
+        secret = gettext("set") if values.get("client_secret") else gettext("missing")
+        rows = [
+            (gettext("client id"), values.get("client_id") or gettext("missing")),
+            (gettext("client secret"), secret),
+            (gettext("authorization endpoint"), values["authorize_url"]),
+            (gettext("token endpoint"), values["token_url"]),
+            (gettext("scopes"), values["scopes"]),
+        ]
+        if provider.oauth_service == "microsoft":
+            rows.append((gettext("tenant"), settings.IMAPCOPY_MICROSOFT_TENANT))
+        state = (
+            gettext("Customers see “Sign in with …”.")
+            if values.get("client_id") and values.get("client_secret")
+            else gettext("Not offered to customers until the client id and secret are set.")
+        )
+        items = format_html_join("", "<li>{}: <code>{}</code></li>", rows)
+        return format_html("<p>{}</p><ul>{}</ul>", state, items)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # Accounts and jobs refer to providers: deactivate instead.

@@ -93,6 +93,16 @@ class Provider(models.Model):
         blank=True,
         help_text=_("The provider's own page on signing in from a mail program; linked under the help."),
     )
+    oauth_service = models.CharField(
+        _("sign-in service"),
+        max_length=12,
+        blank=True,
+        choices=[("", _("None: passwords only")), ("google", "Google"), ("microsoft", "Microsoft")],
+        help_text=_(
+            "Offers “Sign in with …” for this provider when the service's client id and secret are set "
+            "(IMAPCOPY_GOOGLE_* / IMAPCOPY_MICROSOFT_* settings)."
+        ),
+    )
     is_active = models.BooleanField(_("active"), default=True)
     sort_order = models.PositiveIntegerField(_("sort order"), default=100)
     max_connections = models.PositiveIntegerField(

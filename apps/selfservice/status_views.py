@@ -1,47 +1,41 @@
 """The status pages: the job's private page (and its progress JSON), the public lookup by source
-address, the report address's confirmation, and the links the emails carry."""
+address, the report address's confirmation (the links themselves are apps.sync.links)."""
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
-from django.core import signing
 from django.core.cache import cache
 from django.http import Http404, JsonResponse
-from django.http.request import validate_host
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext, ngettext_lazy
+from django.utils.translation import gettext_lazy, ngettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
+from apps.mailboxes import oauth
 from apps.mailboxes.services import ChecksBusy, TooManyChecks, client_key
 from apps.selfservice.forms import SIDE_LEGENDS, NewMailPasswordsForm, StatusLookupForm
 from apps.selfservice.ratelimit import account_subject, allow, client_address, rate_limited_message
-from apps.sync import formatting, services
+from apps.sync import formatting, links, services
 from apps.sync.error_messages import SIDE_MESSAGES, error_message
+from apps.sync.links import status_url
 from apps.sync.losses import job_losses
 from apps.sync.models import JobEvent, JobStatus, SyncJob
-from apps.sync.reports import CopyFigures, copy_figures, figure_texts
+from apps.sync.reports import CopyFigures, copy_figures, figure_texts, new_mail_result_text
 from apps.sync.services import PasswordState
 
 logger = logging.getLogger("imapcopy.sync")
 
-STATUS_SALT = "imapcopy.status-link"
-REPORT_CONFIRMATION_SALT = "imapcopy.report-address"
 LOOKUP_LINK_SENT = gettext_lazy(
     "If a copy of this mailbox exists, we sent the link to its details to the address that receives its report."
 )
-# The job's event that records the portal's address the customer used (see site_url_for).
-SITE_ADDRESS_EVENT = "site_address"
 # The ETA is computed from the progress of the last few minutes (samples kept in the cache).
 ETA_WINDOW_SECONDS = 300
 ETA_MIN_SPAN_SECONDS = 20
@@ -90,67 +84,11 @@ NEW_MAIL_TOO_MANY_CHECKS = gettext_lazy(
 # --- Links -------------------------------------------------------------------------------------
 
 
-def request_site_url(request) -> str:
-    """The portal's address as this customer reached it, to put in the links of their emails.
-
-    The site's configured address (SITE_URL) when the request came to its host; else the
-    request's own scheme and host, which Django has checked against ALLOWED_HOSTS. A wildcard in
-    ALLOWED_HOSTS trusts any Host header: then SITE_URL alone (a forged Host header must never
-    put someone else's site into our emails)."""
-    host = request.get_host()  # raises DisallowedHost for a host not in ALLOWED_HOSTS
-    if host.lower() == urlsplit(settings.SITE_URL).netloc.lower() or not _trusted_host(host):
-        return settings.SITE_URL
-    return f"{request.scheme}://{host}"
-
-
-def _trusted_host(host: str) -> bool:
-    return validate_host(host.rsplit(":", 1)[0] if host.count(":") == 1 else host, _named_hosts())
-
-
-def _named_hosts() -> list[str]:
-    return [host for host in settings.ALLOWED_HOSTS if host and host != "*"]
-
-
-def site_url_for(job: SyncJob) -> str:
-    """The portal's address for this job's links: the one its customer used when it was created
-    (if ALLOWED_HOSTS still names its host), else SITE_URL."""
-    detail = (
-        JobEvent.objects.filter(job=job, kind=SITE_ADDRESS_EVENT)
-        .order_by("-id")
-        .values_list("detail", flat=True)
-        .first()
-    )
-    url = detail.get("url") if isinstance(detail, dict) else None
-    if isinstance(url, str):
-        parts = urlsplit(url)
-        if parts.scheme in ("http", "https") and parts.netloc and not parts.path and _trusted_host(parts.netloc):
-            return f"{parts.scheme}://{parts.netloc}"
-    return settings.SITE_URL
-
-
 def record_site_url(request, job: SyncJob) -> None:
     """Remember the address the customer used, when it is not SITE_URL, for the job's emails."""
-    url = request_site_url(request)
+    url = links.request_site_url(request)
     if url != settings.SITE_URL:
-        services.job_record_event(job_id=job.pk, kind=SITE_ADDRESS_EVENT, detail={"url": url})
-
-
-def status_token(job: SyncJob) -> str:
-    return signing.dumps(str(job.public_id), salt=STATUS_SALT, compress=True)
-
-
-def status_url(job: SyncJob, *, absolute: bool = False) -> str:
-    path = reverse("selfservice:job-status", kwargs={"token": status_token(job)})
-    return site_url_for(job) + path if absolute else path
-
-
-def report_confirmation_url(job: SyncJob, *, absolute: bool = False) -> str:
-    # The link names the address it confirms: it confirms nothing once the job has another one.
-    token = signing.dumps(
-        {"job": str(job.public_id), "address": job.report_address}, salt=REPORT_CONFIRMATION_SALT, compress=True
-    )
-    path = reverse("selfservice:report-confirm", kwargs={"token": token})
-    return site_url_for(job) + path if absolute else path
+        services.job_record_event(job_id=job.pk, kind=links.SITE_ADDRESS_EVENT, detail={"url": url})
 
 
 def send_report_confirmation(request, job: SyncJob) -> bool:
@@ -274,16 +212,32 @@ def job_state(job: SyncJob) -> dict:
 
 
 def _job_from_token(token: str) -> SyncJob:
-    try:
-        public_id = signing.loads(
-            token, salt=STATUS_SALT, max_age=datetime.timedelta(days=settings.IMAPCOPY_STATUS_LINK_DAYS)
-        )
-    except signing.BadSignature:
-        raise Http404 from None
-    job = SyncJob.objects.filter(public_id=public_id).first()
+    job = links.job_from_status_token(token)
     if job is None:
         raise Http404
     return job
+
+
+# A failed copy whose OAuth access was withdrawn or refused offers to sign in again.
+SIGN_IN_AGAIN_CODES = ("oauth_consent_revoked", "oauth_rejected")
+
+
+def sign_in_again(job: SyncJob) -> dict | None:
+    """What a failed copy's page offers when its OAuth access was withdrawn or refused: a button
+    to sign in again to that side's mailbox (the same one), after which the copy resumes."""
+    if job.status != JobStatus.FAILED or job.error_code not in SIGN_IN_AGAIN_CODES:
+        return None
+    account = job.source if job.error_side == "source" else job.destination if job.error_side else None
+    if account is None or not account.uses_oauth:
+        return None
+    config = oauth.service_config(account.oauth_service)
+    if config is None:
+        return None
+    return {
+        "label": str(oauth.SIGN_IN_WITH) % {"service": config.display_name},
+        "address": account.email_address,
+        "side": job.error_side,
+    }
 
 
 # --- Views -------------------------------------------------------------------------------------
@@ -317,34 +271,15 @@ def _render_job_status(request, job: SyncJob, token: str, *, form: NewMailPasswo
             "confirmation_url": reverse("selfservice:report-confirmation-send", kwargs={"token": token}),
             "new_mail": new_mail_context(job, token, form=form),
             "new_mail_result": new_mail_result_text(job),
+            "status_link_days": settings.IMAPCOPY_STATUS_LINK_DAYS,
+            "sign_in_again": sign_in_again(job),
+            "sign_in_again_url": reverse("selfservice:oauth-resume", kwargs={"token": token}),
         },
         status=status,
     )
 
 
 # --- Copy new mail again -----------------------------------------------------------------------
-
-
-def new_mail_result_text(job: SyncJob) -> list[str]:
-    """What the latest "copy new mail again" of a finished job found, in a sentence or two."""
-    if job.status != JobStatus.FINISHED:
-        return []
-    figures = services.job_new_mail_figures(job)
-    if figures is None:
-        return []
-    if not figures.copied:
-        return [_("No new mail since the previous copy: every message was already in the destination mailbox.")]
-    copied = ngettext(
-        "New mail copied this time: %(count)s message (%(size)s).",
-        "New mail copied this time: %(count)s messages (%(size)s).",
-        figures.copied,
-    ) % {"count": formatting.count_text(figures.copied), "size": formatting.size_text(figures.copied_bytes)}
-    present = ngettext(
-        "Already in the destination mailbox, not copied again: %(count)s message.",
-        "Already in the destination mailbox, not copied again: %(count)s messages.",
-        figures.present,
-    ) % {"count": formatting.count_text(figures.present)}
-    return [copied, present]
 
 
 def new_mail_context(job: SyncJob, token: str, *, form: NewMailPasswordsForm | None = None) -> dict | None:
@@ -364,6 +299,11 @@ def new_mail_context(job: SyncJob, token: str, *, form: NewMailPasswordsForm | N
     asked = [side for side, check in states.items() if check.state in _ASKED_STATES]
     if not asked:
         return {**context, "kept": True}
+    if any((job.source if side == "source" else job.destination).uses_oauth for side in asked):
+        # A signed-in account has no password to type again; its tokens were erased with the job.
+        # Signing in again for "copy new mail" is not offered yet: a new copy (which copies only
+        # what is missing) does it.
+        return None
     if form is None:
         form = NewMailPasswordsForm(job=job, sides=asked)
         for side in asked:
@@ -464,16 +404,9 @@ def report_confirm(request, token: str):
     """The link emailed to a report address. GET only shows a button (mail scanners follow links);
     the POST confirms the address, and sends the report if the copy has ended meanwhile."""
     try:
-        data = signing.loads(
-            token,
-            salt=REPORT_CONFIRMATION_SALT,
-            max_age=datetime.timedelta(days=settings.IMAPCOPY_REPORT_CONFIRMATION_DAYS),
-        )
-    except signing.SignatureExpired:
+        job = links.job_from_confirmation_token(token)
+    except links.ConfirmationLinkExpired:
         return render(request, "selfservice/report_confirm.html", {"expired": True}, status=410)
-    except signing.BadSignature:
-        raise Http404 from None
-    job = SyncJob.objects.filter(public_id=data.get("job"), report_address=data.get("address")).first()
     if job is None:
         raise Http404
     context = {"address": job.report_address, "confirmed": job.report_address_proven, "ended": not job.is_active}

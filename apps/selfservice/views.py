@@ -13,36 +13,23 @@ from django.utils.translation import get_language, gettext_lazy, ngettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods
 
+from apps.mailboxes import oauth
 from apps.mailboxes.models import MailAccount
 from apps.mailboxes.services import (
     ChecksBusy,
     TooManyChecks,
     account_create,
     account_request_check,
+    accounts_delete_unused,
     check_answer_deadline,
     client_key,
 )
 from apps.selfservice.forms import AccountForm, SynchronizeForm
 from apps.selfservice.ratelimit import account_subject, allow, client_address, rate_limited_message
-from apps.selfservice.status_views import (  # noqa: F401  (the status views, routed from urls.py)
-    LOOKUP_LINK_SENT,
-    REPORT_CONFIRMATION_SALT,
-    STATUS_SALT,
-    job_progress,
-    job_state,
-    job_status,
-    record_site_url,
-    report_confirm,
-    report_confirmation_send,
-    report_confirmation_url,
-    send_report_confirmation,
-    send_status_link,
-    status_lookup,
-    status_token,
-    status_url,
-)
+from apps.selfservice.status_views import record_site_url, send_report_confirmation, send_status_link
 from apps.sync import formatting, services
 from apps.sync.error_messages import check_failed_message, error_message
+from apps.sync.links import STATUS_SALT, status_url  # noqa: F401  (STATUS_SALT: the browser tests import it from here)
 from apps.sync.models import ACTIVE_STATUSES, JobStatus, SyncJob
 from apps.sync.reports import report_recipient
 
@@ -104,7 +91,7 @@ def _pending_account(request, role: str) -> MailAccount | None:
 def _drop_pending(request, role: str) -> None:
     account_id = request.session.pop(PENDING_KEYS[role], None)
     if account_id:
-        MailAccount.objects.filter(pk=account_id, jobs_as_source=None, jobs_as_destination=None).delete()
+        accounts_delete_unused(account_ids=[account_id])
 
 
 def _adopt_verified(request, role: str, account: MailAccount) -> None:
@@ -115,7 +102,7 @@ def _adopt_verified(request, role: str, account: MailAccount) -> None:
     # to it, so the session gets a new id now.
     request.session.cycle_key()
     if previous and previous != account.pk:
-        MailAccount.objects.filter(pk=previous, jobs_as_source=None, jobs_as_destination=None).delete()
+        accounts_delete_unused(account_ids=[previous])
 
 
 def _form_again(account: MailAccount, role: str) -> AccountForm:
@@ -140,14 +127,24 @@ def _check_failed_message(account: MailAccount, code: str) -> str:
     return check_failed_message(code, account.provider)
 
 
+def _render_step(request, role: str, context: dict, *, status: int = 200):
+    # The form's script says how long a test may take: the setting, not a number in the template.
+    context = {
+        "role": role,
+        "connection_test_seconds": settings.CONNECTION_TEST_SECONDS,
+        "sign_in_choices": oauth.sign_in_choices(role),
+        **context,
+    }
+    return render(request, f"selfservice/{role}.html", context, status=status)
+
+
 @sensitive_variables()
 def _account_step(request, role: str):
-    template = f"selfservice/{role}.html"
     if request.method == "POST":
         form = AccountForm(request.POST, role=role)
         if form.is_valid():
             return _start_connection_test(request, role, form)
-        return render(request, template, {"form": form, "role": role})
+        return _render_step(request, role, {"form": form})
 
     pending = _pending_account(request, role)
     if pending is not None and pending.verified_at is None:
@@ -162,23 +159,17 @@ def _account_step(request, role: str):
             _drop_pending(request, role)
             form = _form_again(pending, role)
             form.show_check_error(code)
-            return render(
+            return _render_step(
                 request,
-                template,
-                {
-                    "form": form,
-                    "role": role,
-                    "check_error": _check_failed_message(pending, code),
-                    "error_code": code,
-                },
+                role,
+                {"form": form, "check_error": _check_failed_message(pending, code), "error_code": code},
             )
     account = session_account(request, role)
-    return render(
+    return _render_step(
         request,
-        template,
+        role,
         {
             "form": AccountForm(role=role),
-            "role": role,
             "account": account,
             "estimate": duration_text(estimate_seconds(account)) if account else "",
             "edit": request.GET.get("edit") == "1",
@@ -188,12 +179,11 @@ def _account_step(request, role: str):
 
 @sensitive_variables()
 def _start_connection_test(request, role: str, form: AccountForm):
-    template = f"selfservice/{role}.html"
     data = form.cleaned_data
 
     def refuse(message: str, code: str, status: int):
         form.add_error(None, message)
-        return render(request, template, {"form": form, "role": role, "error_code": code}, status=status)
+        return _render_step(request, role, {"form": form, "error_code": code}, status=status)
 
     client = client_address(request)
     verdict = allow("test-ip", client, limit=20, window_seconds=600)
@@ -223,10 +213,10 @@ def _start_connection_test(request, role: str, form: AccountForm):
     try:
         account_request_check(account=new_account)
     except TooManyChecks:
-        new_account.delete()
+        accounts_delete_unused(account_ids=[new_account.pk])
         return refuse(TOO_MANY_CHECKS, "too_many_checks", 429)
     except ChecksBusy:
-        new_account.delete()
+        accounts_delete_unused(account_ids=[new_account.pk])
         return refuse(error_message("checks_busy"), "checks_busy", 503)
     _drop_pending(request, role)
     request.session[PENDING_KEYS[role]] = new_account.pk

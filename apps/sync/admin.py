@@ -32,16 +32,13 @@ from apps.sync.admin_display import (
     _when_text,
 )
 from apps.sync.error_messages import error_message
+from apps.sync.links import status_url
 from apps.sync.models import JobStatus, ReportProof, SyncJob
 from portal.admin_history import TranslatedHistory
 
 
 def status_page_url(job: SyncJob) -> str:
     """The customer's private status page: the signed link of the job's emails, in its language."""
-    try:
-        from apps.selfservice.status_views import status_url
-    except ImportError:
-        from apps.selfservice.views import status_url
     with translation.override(job.language):
         return status_url(job)
 

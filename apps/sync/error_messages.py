@@ -43,6 +43,28 @@ ERROR_MESSAGES = {
         "Our service is very busy and could not test your account in time. Please try again in a few minutes."
     ),
     "rate_limited": _("Too many attempts. Please wait a few minutes before trying again."),
+    # Sign in with Google or Microsoft (OAuth2).
+    "oauth_denied": _("You did not allow our service to access this mailbox, so it cannot be copied."),
+    "oauth_admin_consent": _(
+        "An administrator of your organization must approve our service before you can sign in with it."
+    ),
+    "oauth_failed": _("The sign-in did not succeed. Please try again."),
+    "oauth_expired": _("This sign-in took too long or was already used. Please sign in again."),
+    "oauth_unreachable": _("The sign-in service did not answer. Please try again in a few minutes."),
+    "oauth_no_address": _(
+        "The sign-in did not tell us the address of your mailbox. Please sign in with your email account."
+    ),
+    "oauth_unsupported": _(
+        "This server does not accept signing in with Google or Microsoft. Use your login and password instead."
+    ),
+    "oauth_rejected": _(
+        "The mail server refused access with your sign-in. Check that IMAP is enabled for this mailbox, "
+        "then sign in again."
+    ),
+    "oauth_consent_revoked": _(
+        "Our access to this mailbox was withdrawn (or has expired), so the copy stopped. Sign in again "
+        "to let it go on: what was already copied will not be copied twice."
+    ),
 }
 
 SIDE_MESSAGES = {

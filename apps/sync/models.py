@@ -21,6 +21,9 @@ class ReportProof(models.TextChoices):
 
 
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+# The event that marks the start of a "copy new mail again": its detail holds the job's counters
+# then, so that the pass's own figures (new, already there) can be told apart.
+NEW_MAIL_EVENT = "copy_new_mail"
 ENDED_STATUSES = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 

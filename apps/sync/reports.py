@@ -25,8 +25,9 @@ from apps.mailboxes.models import MailAccount
 from apps.providers.models import Provider
 from apps.sync import formatting
 from apps.sync.error_messages import SIDE_MESSAGES, error_message
+from apps.sync.links import report_confirmation_url, site_url_for, status_url
 from apps.sync.losses import event_count, job_losses
-from apps.sync.models import JobEvent, JobStatus, SyncJob
+from apps.sync.models import NEW_MAIL_EVENT, JobEvent, JobStatus, SyncJob
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,9 +141,65 @@ def report_figure_lines(job: SyncJob, figures: CopyFigures) -> list[str]:
     return lines
 
 
-def report_context(job: SyncJob) -> dict:
-    from apps.selfservice.status_views import new_mail_result_text, site_url_for, status_url  # the portal's links
+@dataclasses.dataclass(frozen=True)
+class NewMailFigures:
+    """What the latest "copy new mail again" found: messages copied this time, and messages that
+    were already in the destination (copied before, or found there)."""
 
+    copied: int
+    copied_bytes: int
+    present: int
+
+
+def _count(value) -> int:
+    return event_count(value) or 0
+
+
+def job_new_mail_figures(job: SyncJob) -> NewMailFigures | None:
+    """The figures of the job's latest "copy new mail again"; None when it never had one.
+
+    The job's counters are cumulative (every run); the pass's start recorded them, and the
+    messages its reconciliation found on the destination count as already there."""
+    marker = JobEvent.objects.filter(job=job, kind=NEW_MAIL_EVENT).order_by("-id").values_list("id", "detail").first()
+    if marker is None:
+        return None
+    marker_id, detail = marker
+    detail = detail if isinstance(detail, dict) else {}
+    found = found_bytes = 0
+    for event in JobEvent.objects.filter(job=job, kind="already_present", id__gt=marker_id).values_list(
+        "detail", flat=True
+    ):
+        if isinstance(event, dict):
+            found += _count(event.get("messages"))
+            found_bytes += _count(event.get("bytes"))
+    copied = max(0, job.messages_copied - _count(detail.get("messages_copied")) - found)
+    copied_bytes = max(0, job.bytes_copied - _count(detail.get("bytes_copied")) - found_bytes)
+    return NewMailFigures(copied=copied, copied_bytes=copied_bytes, present=max(0, job.messages_copied - copied))
+
+
+def new_mail_result_text(job: SyncJob) -> list[str]:
+    """What the latest "copy new mail again" of a finished job found, in a sentence or two."""
+    if job.status != JobStatus.FINISHED:
+        return []
+    figures = job_new_mail_figures(job)
+    if figures is None:
+        return []
+    if not figures.copied:
+        return [_("No new mail since the previous copy: every message was already in the destination mailbox.")]
+    copied = ngettext(
+        "New mail copied this time: %(count)s message (%(size)s).",
+        "New mail copied this time: %(count)s messages (%(size)s).",
+        figures.copied,
+    ) % {"count": formatting.count_text(figures.copied), "size": formatting.size_text(figures.copied_bytes)}
+    present = ngettext(
+        "Already in the destination mailbox, not copied again: %(count)s message.",
+        "Already in the destination mailbox, not copied again: %(count)s messages.",
+        figures.present,
+    ) % {"count": formatting.count_text(figures.present)}
+    return [copied, present]
+
+
+def report_context(job: SyncJob) -> dict:
     losses = job_losses(job, for_email=True)
     figures = copy_figures(job)
     return {
@@ -171,7 +228,10 @@ def login_address(account: MailAccount) -> str:
 
     A login proves an address only when a provider's own server accepted it: the provider
     hands out that address with that mailbox. A server the customer typed proves nothing (its
-    owner can accept any login), nor does a login that is no address."""
+    owner can accept any login), nor does a login that is no address.  An account signed in
+    with Google or Microsoft proves its address by the provider's ID token."""
+    if account.uses_oauth and account.login and account.login.lower() == account.email_address.lower():
+        return account.login.lower()
     provider = account.provider
     fixed = provider.imap_host.strip().rstrip(".").lower()
     if not fixed or account.host.strip().rstrip(".").lower() != fixed:
@@ -217,7 +277,6 @@ def send_report(job: SyncJob) -> None:
 def send_confirmation(job: SyncJob) -> None:
     """Email the link that confirms the report address: fixed text, the address itself and the
     link, nothing typed by the customer or read from a mailbox."""
-    from apps.selfservice.status_views import report_confirmation_url, site_url_for
 
     def context() -> dict:
         return {
@@ -233,8 +292,6 @@ def send_confirmation(job: SyncJob) -> None:
 def send_status_link(job: SyncJob) -> None:
     """Email the private status link to the job's proven report address (the public lookup's
     "email me the link")."""
-    from apps.selfservice.status_views import site_url_for, status_url
-
     _send(
         job,
         "status_link",

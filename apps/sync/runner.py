@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from django.conf import settings
 from django.db import transaction
@@ -84,7 +84,7 @@ def counters_from(result_or_progress) -> services.JobCounters:
     return services.JobCounters(**figures, current_folder=getattr(result_or_progress, "current_folder", None) or "")
 
 
-def planned(result_or_progress) -> bool:
+def listed_folders(result_or_progress) -> bool:
     """False for figures of an engine run that ended before it listed the folders (a server
     down, a cancel): they are all zero and say nothing about the copy, so the job keeps the
     figures an earlier run recorded instead of showing "0 of 0" (every mailbox has an INBOX)."""
@@ -141,25 +141,33 @@ def copy_job_mailbox(
     verify_tls: bool = True,
     progress_listener: Callable[[engine.Progress], None] | None = None,
     event_listener: Callable[[engine.Event], None] | None = None,
+    oauth_tokens: Mapping[str, Callable[[], str]] | None = None,
 ) -> engine.CopyResult:
     """Run the engine for a claimed (running) job and return its result; records nothing final.
 
     The worker and `manage.py copymailbox` both come through here, so a copy started by one
-    resumes from the checkpoints the other left."""
+    resumes from the checkpoints the other left. `oauth_tokens` ("source"/"destination": a token
+    source) logs those sides in with a token in place of their stored password: staff's
+    `--oauth-token-file`."""
     tls = dict(
         check_host=check_hosts, ca_file=ca_file, verify_tls=verify_tls, timeout=settings.IMAPCOPY_IMAP_TIMEOUT_SECONDS
     )
     try:
-        source = endpoint_for(job.source, **tls)
+        source = endpoint_for(job.source, side="source", **tls)
     except (HostNotAllowed, HostNotFound) as exc:
         return _endpoint_error(exc, "source")
     try:
-        destination = endpoint_for(job.destination, **tls)
+        destination = endpoint_for(job.destination, side="destination", **tls)
     except (HostNotAllowed, HostNotFound) as exc:
         return _endpoint_error(exc, "destination")
+    for side, token_source in (oauth_tokens or {}).items():
+        if side == "source":
+            source = dataclasses.replace(source, password="", oauth_token=token_source)
+        else:
+            destination = dataclasses.replace(destination, password="", oauth_token=token_source)
 
     def on_progress(progress: engine.Progress) -> None:
-        if planned(progress):
+        if listed_folders(progress):
             services.job_record_progress(job_id=job.pk, run=run, counters=counters_from(progress))
         if progress_listener:
             progress_listener(progress)
@@ -249,7 +257,7 @@ def record_result(job_id: int, result: engine.CopyResult, *, run: int | None = N
         job_id=job_id,
         run=run,
         status=ENGINE_STATUS_TO_JOB[result.status],
-        counters=counters_from(result) if planned(result) else None,
+        counters=counters_from(result) if listed_folders(result) else None,
         error_code=error_code,
         error_side=result.error_side or "",
         error_detail=result.error_detail,

@@ -185,7 +185,8 @@ def test_gunicorn_behind_a_trusted_proxy_limits_each_forwarded_client_separately
 def test_the_lock_out_page_in_a_browser_says_how_long_to_wait(live_server, staff):
     from playwright.sync_api import sync_playwright
 
-    from tests.selfservice.test_browser import CHROMIUM, CHROMIUM_ARGS, shot
+    from tests.selfservice.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.selfservice.test_browser import shot
 
     staff("alice")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"

@@ -20,9 +20,10 @@ def test_source_presets_are_listed_in_order_with_other_last():
 
 def test_destination_presets_are_listed_with_other_last():
     names = list(Provider.objects.for_destination().values_list("name", flat=True))
+    # Gmail / Google Workspace takes copies too since it signs in with Google (issue 15).
     assert set(names) == {
-        "Outlook.com / Hotmail / Microsoft 365", "Exchange 25 GB", "Exchange Corporate", "Exchange Reseller",
-        "OVH shared hosting", "Other",
+        "Gmail", "Outlook.com / Hotmail / Microsoft 365", "Exchange 25 GB", "Exchange Corporate",
+        "Exchange Reseller", "OVH shared hosting", "Other",
     }  # fmt: skip
     assert names[-1] == "Other"
 

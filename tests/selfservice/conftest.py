@@ -1,6 +1,15 @@
+import os
+import shutil
+
 import imapclient
 import pytest
 from django.core.cache import cache
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
 
 SAMPLE_MESSAGES = {
     "INBOX": 3,
@@ -64,3 +73,32 @@ def account_form(server, user, **overrides) -> dict:
     }
     data.update(overrides)
     return data
+
+
+# --- Chromium -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, one per test module. Not per session: while it runs,
+    Playwright's event loop counts as running in this thread, which would break any later test
+    that uses asyncio or async_to_sync."""
+    # Django refuses ORM calls while an event loop runs in the thread; the test's ORM calls are
+    # still plain synchronous code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A desktop-sized page; modules that test the phone layout define their own."""
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()

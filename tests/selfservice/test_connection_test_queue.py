@@ -20,7 +20,6 @@ from apps.mailboxes.services import account_create, client_key
 from apps.providers.models import Provider
 from apps.sync.models import JobStatus, SyncJob
 from tests.selfservice.conftest import account_form
-from tests.selfservice.test_browser import browser, page  # noqa: F401 - the Chromium fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -284,7 +283,7 @@ def test_a_client_cannot_start_more_copies_than_its_share(client, source_user, d
 
 
 @pytest.mark.browser
-def test_in_a_browser_the_waiting_page_turns_into_the_result(page, live_server, source_user, run_worker, settings):  # noqa: F811
+def test_in_a_browser_the_waiting_page_turns_into_the_result(page, live_server, source_user, run_worker, settings):
     from tests.selfservice.test_browser import fill_account, shot
 
     server, user = source_user

@@ -9,7 +9,7 @@ from django.urls import reverse
 from apps.providers.models import Provider
 from apps.selfservice.forms import AccountForm
 from tests.selfservice.conftest import account_form
-from tests.selfservice.test_browser import browser, fill_account, page  # noqa: F401 (fixtures)
+from tests.selfservice.test_browser import fill_account
 
 AUTH_BESIDE_FIELD = "The server refused this login or password."
 
@@ -170,7 +170,7 @@ def test_use_another_account_preselects_no_provider(client, source_user):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.browser
 @pytest.mark.parametrize(("language", "path", "chosen"), [("fr", "/fr/", "de"), ("pt", "/pt/status/", "es")])
-def test_language_switcher_in_the_browser(page, live_server, language, path, chosen):  # noqa: F811
+def test_language_switcher_in_the_browser(page, live_server, language, path, chosen):
     page.goto(f"{live_server.url}{path}")
     assert page.get_attribute("html", "lang") == language
     page.select_option("#language-select", chosen)
@@ -185,7 +185,7 @@ def test_language_switcher_in_the_browser(page, live_server, language, path, cho
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.browser
 @pytest.mark.parametrize("language", ["fr", "pt"])
-def test_security_choice_and_fixed_preset_in_the_browser(page, live_server, language, source_user):  # noqa: F811
+def test_security_choice_and_fixed_preset_in_the_browser(page, live_server, language, source_user):
     server, user = source_user
     page.goto(f"{live_server.url}/{language}/")
     gmail = Provider.objects.get(slug="gmail")
@@ -209,7 +209,7 @@ def test_security_choice_and_fixed_preset_in_the_browser(page, live_server, lang
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.browser
 @pytest.mark.parametrize("language", ["fr", "pt"])
-def test_errors_beside_the_fields_in_the_browser(page, live_server, language, source_user):  # noqa: F811
+def test_errors_beside_the_fields_in_the_browser(page, live_server, language, source_user):
     server, user = source_user
     page.goto(f"{live_server.url}/{language}/")
     assert page.input_value("select[name=provider]") == ""
@@ -225,3 +225,12 @@ def test_errors_beside_the_fields_in_the_browser(page, live_server, language, so
     assert page.locator("input[name=port]").is_visible()
     assert page.input_value("input[name=port]") == str(server.tls_port)
     assert page.input_value("select[name=provider]") == str(Provider.objects.get(slug="other").pk)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seconds", [8, 40])
+def test_the_form_says_how_long_a_connection_test_may_take_as_configured(client, settings, seconds):
+    settings.CONNECTION_TEST_SECONDS = seconds
+    body = client.get("/").content.decode()
+    label = re.search(r'data-testing-label="([^"]*)"', body).group(1)
+    assert label == f"Testing the connection to your account… This can take up to {seconds} seconds."

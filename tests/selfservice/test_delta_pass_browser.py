@@ -8,9 +8,6 @@ translated."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import django_rq
 import pytest
 from django.conf import settings
@@ -23,10 +20,6 @@ from tests.support.report_address import confirmed_report_address
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 TEXTS = {
     "fr": {
         "button": "Copier les nouveaux messages",
@@ -49,18 +42,6 @@ TEXTS = {
         "new": "Correio novo copiado desta vez: 5 mensagens",
     },
 }
-
-
-@pytest.fixture(scope="module")
-def browser():
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = shutil.which("chromium") or "/usr/bin/chromium"
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Every field fed hostile values gets a clear error, never a crash."""
 
+import html
 import ipaddress
 
 import pytest
+from django.urls import reverse
 from django.utils import translation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -52,14 +54,32 @@ def test_hostile_values_posted_to_the_page_get_an_answer_not_a_server_error(clie
     assert not MailAccount.objects.exists()
 
 
-def test_control_characters_get_a_translated_error():
+CONTROL_CHARACTERS_ERROR = {
+    "en": "This field cannot contain control characters.",
+    "fr": "Ce champ ne peut pas contenir de caractères de contrôle.",
+    "pt": "Este campo não pode conter caracteres não imprimíveis.",
+    "de": "Dieses Feld darf keine Steuerzeichen enthalten.",
+}
+
+
+@pytest.mark.parametrize("language", CONTROL_CHARACTERS_ERROR)
+def test_control_characters_get_a_translated_error(client, language):
     other = Provider.objects.get(slug="other")
-    with translation.override("en"):
+    with translation.override(language):
         form = AccountForm(
             {"provider": other.pk, "login": "bob\x07", "password": "p", "host": "imap.example.org"}, role="source"
         )
         assert not form.is_valid()
-        assert form.errors["login"] == ["This field cannot contain control characters."]
+        assert form.errors["login"] == [CONTROL_CHARACTERS_ERROR[language]]
+    # What the customer reads: the error on the page of their language, next to the field.
+    with translation.override(language):
+        source_step = reverse("selfservice:source")
+    page = client.post(
+        source_step, {"provider": other.pk, "login": "bob\x07", "password": "p", "host": "imap.example.org"}
+    )
+    assert page.status_code == 200
+    assert CONTROL_CHARACTERS_ERROR[language] in html.unescape(page.content.decode())
+    assert not MailAccount.objects.exists()
 
 
 @given(st.ip_addresses())

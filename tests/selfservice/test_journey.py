@@ -84,7 +84,10 @@ def test_french_journey_copies_the_mailbox_and_emails_the_report(
     client.post("/fr/", account_form(source_server, source))
     client.post("/fr/destination/", account_form(destination_server, destination))
     page = client.get("/fr/synchronize/")
-    assert "Synchroniser" in page.content.decode() or page.status_code == 200
+    assert page.status_code == 200
+    ready = page.content.decode()
+    assert '<button type="submit" class="primary big">Synchroniser</button>' in ready
+    assert f"{source.login}@example.org" in ready and f"{destination.login}@example.org" in ready
     response = client.post("/fr/synchronize/", follow=True)
     job = SyncJob.objects.get()
     assert job.language == "fr"

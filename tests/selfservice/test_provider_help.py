@@ -9,7 +9,7 @@ from apps.mailboxes.models import MailAccount
 from apps.providers.models import Provider
 from apps.selfservice.forms import AccountForm
 from tests.selfservice.conftest import account_form
-from tests.selfservice.test_browser import browser, page, shot  # noqa: F401 (fixtures)
+from tests.selfservice.test_browser import shot
 
 GMAIL_HELP = "https://support.google.com/accounts/answer/185833"
 
@@ -137,7 +137,7 @@ def test_a_login_refused_on_other_keeps_the_general_message(client, source_user)
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.browser
 @pytest.mark.parametrize("language", ["en", "fr", "pt"])
-def test_the_advice_follows_the_chosen_service_in_the_browser(page, live_server, language):  # noqa: F811
+def test_the_advice_follows_the_chosen_service_in_the_browser(page, live_server, language):
     gmail, yahoo = Provider.objects.get(slug="gmail"), Provider.objects.get(slug="yahoo")
     page.goto(f"{live_server.url}/{language}/" if language != "en" else f"{live_server.url}/")
     assert not page.locator(".provider-advice").first.is_visible()
@@ -160,7 +160,7 @@ def test_the_advice_follows_the_chosen_service_in_the_browser(page, live_server,
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.browser
 @pytest.mark.parametrize("language", ["en", "fr", "pt"])
-def test_without_javascript_the_customer_chooses_the_service_first(browser, live_server, language):  # noqa: F811
+def test_without_javascript_the_customer_chooses_the_service_first(browser, live_server, language):
     gmail = Provider.objects.get(slug="gmail")
     context = browser.new_context(java_script_enabled=False)
     try:
@@ -185,7 +185,7 @@ def test_without_javascript_the_customer_chooses_the_service_first(browser, live
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.browser
-def test_a_refused_gmail_login_in_the_browser_points_to_the_advice(page, live_server, source_user):  # noqa: F811
+def test_a_refused_gmail_login_in_the_browser_points_to_the_advice(page, live_server, source_user):
     server, user = source_user
     Provider.objects.filter(slug="gmail").update(imap_host="localhost", imap_port=server.tls_port)
     gmail = Provider.objects.get(slug="gmail")

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from apps.sync.models import JobStatus, SyncJob
 from tests.conftest import REPO
-from tests.selfservice.test_browser import CHROMIUM, CHROMIUM_ARGS, fill_account
+from tests.selfservice.test_browser import fill_account
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -21,17 +21,6 @@ DESKTOP = {"width": 1100, "height": 900}
 PHONE = {"width": 390, "height": 844}
 ADMIN = {"width": 1440, "height": 900}
 OUT = Path(os.environ.get("IMAPCOPY_SCREENSHOTS_DIR") or REPO / "test-artifacts" / "screens")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop runs in this thread
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def photograph(page, name: str) -> dict:
@@ -52,9 +41,9 @@ def photograph(page, name: str) -> dict:
     return overflow
 
 
-def test_every_customer_step_fits_a_phone_screen(chromium, live_server, source_user, destination_user, run_worker):
+def test_every_customer_step_fits_a_phone_screen(browser, live_server, source_user, destination_user, run_worker):
     (source_server, source), (destination_server, destination) = source_user, destination_user
-    context = chromium.new_context(viewport=DESKTOP)
+    context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     page.set_default_timeout(30_000)
     too_wide = {}
@@ -94,7 +83,7 @@ def test_every_customer_step_fits_a_phone_screen(chromium, live_server, source_u
     assert too_wide == {}, too_wide
 
 
-def test_the_staff_pages_after_a_copy(chromium, live_server, source_user, destination_user, run_worker, client):
+def test_the_staff_pages_after_a_copy(browser, live_server, source_user, destination_user, run_worker, client):
     """The jobs list, the job's page and the operations page, as an operator sees them after a
     real copy: each names the job's source mailbox (the operations page, its provider)."""
     (source_server, source), (destination_server, destination) = source_user, destination_user
@@ -109,7 +98,7 @@ def test_the_staff_pages_after_a_copy(chromium, live_server, source_user, destin
     User.objects.create_user("operator-screens", password="a long pass phrase", is_staff=True).groups.add(
         Group.objects.get(name="operators")
     )
-    context = chromium.new_context(viewport=ADMIN)
+    context = browser.new_context(viewport=ADMIN)
     page = context.new_page()
     page.goto(f"{live_server.url}/admin/login/?next=/admin/sync/syncjob/")
     page.fill("input[name=username]", "operator-screens")

@@ -10,8 +10,8 @@ import pytest
 from django.core import mail, signing
 from django.test import Client
 
-from apps.selfservice.views import STATUS_SALT, status_url
 from apps.sync import services
+from apps.sync.links import STATUS_SALT, status_url
 from apps.sync.models import JobStatus
 
 pytestmark = pytest.mark.django_db

@@ -17,8 +17,8 @@ from django.test import Client
 from django.utils import timezone, translation
 
 from apps.selfservice import status_views
-from apps.selfservice.status_views import status_url
-from apps.sync import formatting, reports, services
+from apps.sync import formatting, links, reports, services
+from apps.sync.links import status_url
 from apps.sync.models import JobEvent, JobStatus, SyncJob
 from tests.support.report_address import confirmed_report_address
 
@@ -403,7 +403,19 @@ def test_a_wildcard_allowed_hosts_keeps_site_url(make_account, settings):
     job = SyncJob.objects.get()
     assert "evil.example" not in mail.outbox[0].body
     assert status_url(job, absolute=True).startswith("https://imapcopy.example.com/status/")
-    assert not JobEvent.objects.filter(job=job, kind=status_views.SITE_ADDRESS_EVENT).exists()
+    assert not JobEvent.objects.filter(job=job, kind=links.SITE_ADDRESS_EVENT).exists()
+
+
+# --- The link's lifetime is the setting's --------------------------------------------------------
+
+
+@pytest.mark.parametrize(("days", "said"), [(7, "for 7 days"), (1, "for 1 day")])
+def test_the_page_says_how_long_its_link_works_as_configured(make_account, settings, days, said):
+    settings.IMAPCOPY_STATUS_LINK_DAYS = days
+    job = ended_job(make_account)
+    text = page_text(job)
+    assert f"it shows the state of your copy {said}." in text
+    assert "30 days" not in text
 
 
 # --- 404 and 500 --------------------------------------------------------------------------------
@@ -431,7 +443,6 @@ def test_the_500_page_is_in_the_sites_look(rf):
 
 # --- In the browser, in French and Portuguese (wait for the catalogs' merge) --------------------
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
 BROWSER_TEXTS = {
     "fr": {
         "finished": "Votre copie est terminée : chaque message de la boîte mail source se trouve dans la boîte mail "
@@ -464,21 +475,6 @@ def shot(page, name: str) -> None:
 
     (REPO / "test-artifacts").mkdir(exist_ok=True)
     page.screenshot(path=str(REPO / "test-artifacts" / f"{name}.png"), full_page=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    import os
-    import shutil
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = shutil.which("chromium") or "/usr/bin/chromium"
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -107,10 +107,10 @@ def test_csv_export_is_in_the_admin_history_with_the_operator(client, make_accou
 
 
 def fake_machine(tmp_path: Path) -> tuple[Path, Path, dict]:
-    """A copy of `dev` and the requirements, with apt-get, sudo, python and pip that only log."""
+    """A copy of `dev` and the requirements and their locks, with apt-get, sudo, python and pip that only log."""
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("dev", "requirements.txt", "requirements-dev.txt"):
+    for name in ("dev", "requirements.txt", "requirements-dev.txt", "requirements.lock", "requirements-dev.lock"):
         shutil.copy(ROOT / name, project / name)
     log = tmp_path / "log"
     bin_dir = tmp_path / "bin"
@@ -134,8 +134,8 @@ def test_dev_run_installs_the_portal_requirements_only_and_dev_test_the_test_too
     subprocess.run(["bash", "dev", "run"], cwd=project, env=env, check=True, timeout=60)
     lines = log.read_text().splitlines()
     installs = [line for line in lines if "install" in line]
-    assert any("pip install" in line and "-r requirements.txt" in line for line in installs), lines
-    assert not any("requirements-dev.txt" in line or "chromium" in line for line in installs), lines
+    assert any("pip install" in line and "--require-hashes -r requirements.lock" in line for line in installs), lines
+    assert not any("requirements-dev" in line or "chromium" in line for line in installs), lines
     # Installed once: a second run installs nothing.
     log.write_text("")
     subprocess.run(["bash", "dev", "run"], cwd=project, env=env, check=True, timeout=60)
@@ -145,7 +145,7 @@ def test_dev_run_installs_the_portal_requirements_only_and_dev_test_the_test_too
         f'#!/bin/sh\necho "python $*" >> {log}\ncase "$*" in *pytest*) exit 0;; esac\n'
     )
     subprocess.run(["bash", "dev", "test"], cwd=project, env=env, check=True, timeout=60)
-    assert [line for line in log.read_text().splitlines() if "-r requirements-dev.txt" in line]
+    assert [line for line in log.read_text().splitlines() if "--require-hashes -r requirements-dev.lock" in line]
     log.write_text("")
     subprocess.run(["bash", "dev", "run"], cwd=project, env=env, check=True, timeout=60)
     subprocess.run(["bash", "dev", "test"], cwd=project, env=env, check=True, timeout=60)
@@ -310,7 +310,7 @@ def test_jobs_list_fits_a_1920_pixel_screen_in_chromium(live_server, make_accoun
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop runs in this thread
     from playwright.sync_api import sync_playwright
 
-    from tests.selfservice.test_browser import CHROMIUM, CHROMIUM_ARGS
+    from tests.selfservice.conftest import CHROMIUM, CHROMIUM_ARGS
 
     User.objects.create_user("support-screen", password="a long pass phrase", is_staff=True).groups.add(
         Group.objects.get(name="support")

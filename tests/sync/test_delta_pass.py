@@ -17,8 +17,8 @@ from django.test import Client
 
 from apps.localmail import mail
 from apps.mailboxes.models import MailAccount
-from apps.selfservice.status_views import status_url
-from apps.sync import jobs, services
+from apps.sync import jobs, reports, services
+from apps.sync.links import status_url
 from apps.sync.models import JobStatus, SyncJob
 from tests.selfservice.conftest import seed_mailbox
 from tests.support.report_address import confirmed_report_address
@@ -132,7 +132,7 @@ def test_copy_new_mail_again_copies_the_two_new_messages_once_and_says_so(two_ac
     assert destination == every_message(source_view), "the 2 new messages arrived, nothing is missing"
     assert max(destination.values()) == 1, "nothing was copied twice"
     assert sum(destination.values()) == 7
-    figures = services.job_new_mail_figures(job)
+    figures = reports.job_new_mail_figures(job)
     assert (figures.copied, figures.present) == (2, 5)
     assert figures.copied_bytes > 0
     text = text_of(Client().get(status_url(job)).content.decode())
@@ -145,7 +145,7 @@ def test_copy_new_mail_again_copies_the_two_new_messages_once_and_says_so(two_ac
     # Once more, with nothing new: said so.
     job = copy(services.job_copy_new_mail(job=job))
     assert sum(every_message(destination_view).values()) == 7
-    assert services.job_new_mail_figures(job).copied == 0
+    assert reports.job_new_mail_figures(job).copied == 0
     text = text_of(Client().get(status_url(job)).content.decode())
     assert "No new mail since the previous copy" in text
 
@@ -262,7 +262,7 @@ def test_without_the_tick_the_passwords_are_asked_again_and_a_wrong_one_is_refus
     source_view, destination_view = views
     assert every_message(destination_view) == every_message(source_view)
     assert max(every_message(destination_view).values()) == 1
-    assert services.job_new_mail_figures(job).copied == 2
+    assert reports.job_new_mail_figures(job).copied == 2
     assert kept_passwords(job) == 0, "typed again for one copy: erased at its end"
 
 

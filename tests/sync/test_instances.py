@@ -21,10 +21,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def installation_settings(instance: str) -> dict:
     """What portal/settings.py makes of IMAPCOPY_INSTANCE, read by a fresh process."""
     code = (
-        "from django.conf import settings as s; import json; from apps.sync import services;"
+        "from django.conf import settings as s; import json; from apps.sync.services import lifecycle;"
         "from apps.sync.models import SyncJob;"
         "print(json.dumps({'copy': s.COPY_QUEUE, 'check': s.CHECK_QUEUE,"
-        " 'cache': s.CACHES['default']['KEY_PREFIX'], 'rq_id': services._new_rq_job_id(SyncJob(pk=7))}))"
+        " 'cache': s.CACHES['default']['KEY_PREFIX'], 'rq_id': lifecycle._new_rq_job_id(SyncJob(pk=7))}))"
     )
     done = subprocess.run(
         [sys.executable, str(REPO / "manage.py"), "shell", "-c", code],

@@ -14,8 +14,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from apps.selfservice import status_views
-from apps.sync import reports, services
+from apps.sync import links, reports, services
 from apps.sync.models import JobStatus, SyncJob
 from tests.support.report_address import confirmed_report_address
 
@@ -84,7 +83,7 @@ def test_the_duration_is_in_seconds_under_a_minute(make_account, seconds, said):
 def test_the_status_page_and_the_email_say_the_same_size(make_account, client):
     job = finished_job(make_account, events=ALL_THERE, bytes_copied=444_300_000)
     text, _html = report(job)
-    page = client.get(status_views.status_url(job)).content.decode().replace("\xa0", " ")
+    page = client.get(links.status_url(job)).content.decode().replace("\xa0", " ")
     assert "15,718 messages (444.3 MB)" in text and "15,718 messages (444.3 MB)" in page
 
 
@@ -118,7 +117,7 @@ def test_the_report_in_french_and_portuguese(make_account, client, language, exp
     for sentence in expected:
         assert sentence in text, (sentence, text)
     # The status page in the same language uses the same units.
-    page = client.get(f"/{language}" + status_views.status_url(job)).content.decode().replace("\xa0", " ")
+    page = client.get(f"/{language}" + links.status_url(job)).content.decode().replace("\xa0", " ")
     assert expected[2].rsplit(": ", 1)[1] in page.replace("\u202f", " ")
 
 
@@ -127,7 +126,7 @@ def test_the_reports_link_uses_the_portals_address_the_customer_used(make_accoun
     settings.SITE_URL = "http://127.0.0.1:8000"
     job = finished_job(make_account, bytes_copied=1)
     services.job_record_event(
-        job_id=job.pk, kind=status_views.SITE_ADDRESS_EVENT, detail={"url": "https://mail-move.example.com"}
+        job_id=job.pk, kind=links.SITE_ADDRESS_EVENT, detail={"url": "https://mail-move.example.com"}
     )
     text, html = report(job)
     assert re.search(r"https://mail-move\.example\.com/status/[^/\s]+/", text)
@@ -139,7 +138,7 @@ def test_a_recorded_address_no_longer_allowed_falls_back_to_site_url(make_accoun
     settings.SITE_URL = "https://imapcopy.example.com"
     job = finished_job(make_account, bytes_copied=1)
     services.job_record_event(
-        job_id=job.pk, kind=status_views.SITE_ADDRESS_EVENT, detail={"url": "https://old-name.example.com"}
+        job_id=job.pk, kind=links.SITE_ADDRESS_EVENT, detail={"url": "https://old-name.example.com"}
     )
     text, _html = report(job)
     assert "https://imapcopy.example.com/status/" in text and "old-name" not in text

@@ -14,8 +14,8 @@ from django.core.cache import cache
 from django.test import Client
 
 from apps.providers.models import Provider
-from apps.selfservice.views import status_url
 from apps.sync import reports, services
+from apps.sync.links import status_url
 from apps.sync.models import JobEvent, JobStatus, ReportProof, SyncJob
 from tests.selfservice.conftest import account_form, seed_mailbox
 from tests.support.report_address import confirmation_path
@@ -222,7 +222,7 @@ def test_confirmation_emails_are_limited_per_client(make_account):
 def test_a_confirmation_link_for_another_address_or_an_expired_one_confirms_nothing(make_account, settings):
     from django.core import signing
 
-    from apps.selfservice.views import report_confirmation_url
+    from apps.sync.links import report_confirmation_url
 
     job = services.job_create(source=make_account("alice@example.org"), destination=make_account(VICTIM))
     link = report_confirmation_url(job)

@@ -15,8 +15,8 @@ from django.core import mail
 from django.test import Client
 from django.utils import translation
 
-from apps.selfservice.views import status_url
 from apps.sync import losses, services
+from apps.sync.links import status_url
 from apps.sync.models import JobStatus, SyncJob
 
 pytestmark = pytest.mark.django_db

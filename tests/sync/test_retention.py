@@ -47,3 +47,23 @@ def test_purge_jobs_takes_the_addresses_out_of_the_admin_history(admin_client, a
         if "gone.history@" in f"{entry.object_repr} {entry.change_message}".lower()
     ]
     assert "gone.history@" not in admin_client.get("/admin/").content.decode()  # "Recent actions"
+
+
+def test_purge_jobs_keeps_an_account_another_job_still_uses(make_account, settings):
+    settings.IMAPCOPY_RETENTION_DAYS = 30
+    old = ended_job(make_account, "shared@example.org", days_ago=31)
+    recent = services.job_create(source=make_account("other@example.org"), destination=old.destination)
+    call_command("purge_jobs")
+    assert not SyncJob.objects.filter(pk=old.pk).exists()
+    assert not MailAccount.objects.filter(pk=old.source_id).exists()
+    assert MailAccount.objects.filter(pk=recent.destination_id).exists(), "the recent job's destination stays"
+
+
+def test_purge_jobs_dry_run_counts_and_deletes_nothing(make_account, settings, capsys):
+    settings.IMAPCOPY_RETENTION_DAYS = 30
+    old = ended_job(make_account, "counted@example.org", days_ago=31)
+    call_command("purge_jobs", "--dry-run")
+    out = capsys.readouterr().out
+    assert out.startswith("Would delete 1 job that ended before") and "and 2 accounts no other job uses" in out
+    assert SyncJob.objects.filter(pk=old.pk).exists()
+    assert MailAccount.objects.filter(pk__in=[old.source_id, old.destination_id]).count() == 2

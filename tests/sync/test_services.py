@@ -5,7 +5,10 @@ import threading
 import pytest
 from django.db import connection
 
+from apps.mailboxes.services import account_erase_password
 from apps.sync import services
+from apps.sync.engine.model import Security
+from apps.sync.engine.urls import AccountURL
 from apps.sync.models import JobStatus, SyncJob
 
 
@@ -162,6 +165,50 @@ def test_retry_requeues_a_failed_job_unless_another_is_active(accounts, make_acc
 def test_retry_refuses_when_credentials_were_erased(accounts):
     job = services.job_create(source=accounts[0], destination=accounts[1])
     services.job_cancel(job=job)
-    services.credentials_erase(account=accounts[0])
+    account_erase_password(account=accounts[0])
     with pytest.raises(services.CredentialsErased):
         services.job_retry(job=job)
+
+
+# --- Staff's command line: a rerun resumes the previous job of the same two accounts -------------
+
+
+def url(login: str, port: int = 993) -> AccountURL:
+    return AccountURL(login=login, host="127.0.0.1", port=port, security=Security.TLS)
+
+
+def resume(source: str = "cli@example.org", destination: str = "cli@example.net", *, port=993, dead=True):
+    return services.job_resume_or_create(
+        source=url(source, port),
+        destination=url(destination, port),
+        source_password="source-pw",
+        destination_password="destination-pw",
+        run_is_dead=lambda job: dead,
+    )
+
+
+@pytest.mark.django_db
+def test_the_command_line_resumes_its_previous_job_with_the_accounts_as_now_named():
+    job = resume()
+    assert job.status == JobStatus.QUEUED and not job.rq_job_id, "left for the command to claim, not enqueued"
+    run = services.job_claim(job_id=job.pk, worker_name="copymailbox:here:1")
+    services.job_finish(job_id=job.pk, run=run, status=JobStatus.FINISHED, counters=None)
+    assert not SyncJob.objects.get(pk=job.pk).source.has_password, "erased at the end"
+
+    again = resume(port=1993)
+    assert again.pk == job.pk and again.status == JobStatus.QUEUED
+    assert (again.source.port, again.destination.port) == (1993, 1993)
+    assert again.source.has_password and again.destination.has_password
+    assert SyncJob.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_command_line_takes_over_a_dead_run_but_never_a_live_one():
+    job = resume()
+    services.job_claim(job_id=job.pk, worker_name="copymailbox:here:1")
+    with pytest.raises(services.JobStillRunning):
+        resume(dead=False)
+    assert SyncJob.objects.get(pk=job.pk).status == JobStatus.RUNNING
+    taken = resume(dead=True)
+    assert (taken.pk, taken.status) == (job.pk, JobStatus.QUEUED)
+    assert taken.events.filter(kind="recovered").exists()

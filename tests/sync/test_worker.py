@@ -66,6 +66,11 @@ def test_worker_output_never_contains_the_passwords(job_between_dovecots, run_wo
     job = job_between_dovecots
     passwords = [job.source.decrypt_password(), job.destination.decrypt_password()]
     worker = run_worker()
+    # The job really ran: logins, folders and messages all went through the logged code paths.
+    assert worker.returncode == 0, worker.stderr
+    job.refresh_from_db()
+    assert (job.status, job.messages_copied) == (JobStatus.FINISHED, 5), (job.error_code, job.error_detail)
+    assert f"job {job.pk}" in worker.stderr, "the worker logged the job it ran"
     for password in passwords:
         assert password not in worker.stdout
         assert password not in worker.stderr

@@ -1,10 +1,11 @@
 """Speaking raw, pipelined IMAP on an open connection (opening.py opens and logs in).
 
-imapclient does the connection set-up (TLS, STARTTLS, LOGIN, LIST, CREATE ...).  The hot paths
-(FETCH, APPEND) bypass it and write to / read from the same socket and buffered reader that its
-imaplib.IMAP4 uses, because imaplib's one-command-at-a-time model cannot pipeline.  A raw command
-is always read to its tagged completion before imapclient is used again, so the two never
-interleave.
+imapclient sends only the connection's set-up and tear-down (STARTTLS, CAPABILITY, LOGIN or
+AUTHENTICATE PLAIN, NAMESPACE, LOGOUT).  Every other command (LIST, CREATE, SELECT, STATUS,
+FETCH, APPEND ...) is sent raw, written to / read from the same socket and buffered reader that
+its imaplib.IMAP4 uses, because imaplib's one-command-at-a-time model cannot pipeline.  A raw
+command is always read to its tagged completion before imapclient is used again, so the two
+never interleave.
 """
 
 from __future__ import annotations

@@ -111,8 +111,8 @@ class _CopyRun(FolderPlanning, PairRuns):
     def _active_checkpoints(self) -> list[FolderCheckpoint]:
         return [self.checkpoints[name] for name in self.active if name in self.checkpoints]
 
-    def save(self, ck: FolderCheckpoint) -> None:
-        self.calls.call(self.store.save, self.ledger.state_to_save(ck))
+    def save(self, checkpoint: FolderCheckpoint) -> None:
+        self.calls.call(self.store.save, self.ledger.state_to_save(checkpoint))
 
     def cancel_requested(self) -> bool:
         try:

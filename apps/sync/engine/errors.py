@@ -9,6 +9,14 @@ class ErrorCode(StrEnum):
     AUTH_FAILED = "auth_failed"
     # A login or password with non-ASCII characters that the server's IMAP parser refuses.
     AUTH_UNSUPPORTED_CHARACTERS = "auth_unsupported_characters"
+    # OAuth2 accounts (issue 15). The server offers neither AUTHENTICATE OAUTHBEARER nor XOAUTH2.
+    OAUTH_UNSUPPORTED = "oauth_unsupported"
+    # The server refused a token its provider had just issued: IMAP is off for the account, or the
+    # token does not carry the IMAP scope, or it belongs to another mailbox.
+    OAUTH_REJECTED = "oauth_rejected"
+    # The provider no longer renews the token (consent revoked, password changed, account closed):
+    # only the customer signing in again brings the copy back.
+    OAUTH_CONSENT_REVOKED = "oauth_consent_revoked"
     DNS_FAILED = "dns_failed"
     CONNECTION_REFUSED = "connection_refused"
     TIMEOUT = "timeout"

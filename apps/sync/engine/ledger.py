@@ -87,24 +87,24 @@ class Ledger:
         """Messages this run is done with (copied, left behind, failed): progress between retries."""
         return self.copied_this_run + len(self.not_copied) + self.failed_this_run
 
-    def defer(self, ck: FolderCheckpoint, work: Uncredited) -> None:
+    def defer(self, checkpoint: FolderCheckpoint, work: Uncredited) -> None:
         with self.lock:
-            self._uncredited.setdefault(ck.source_name, PastCheckpoint()).add(work)
+            self._uncredited.setdefault(checkpoint.source_name, PastCheckpoint()).add(work)
 
-    def hold(self, ck: FolderCheckpoint, uid: int) -> None:
+    def hold(self, checkpoint: FolderCheckpoint, uid: int) -> None:
         with self.lock:
-            self._holds[ck.source_name] = min(self._holds.get(ck.source_name, uid), uid - 1)
+            self._holds[checkpoint.source_name] = min(self._holds.get(checkpoint.source_name, uid), uid - 1)
 
-    def held(self, ck: FolderCheckpoint) -> bool:
+    def held(self, checkpoint: FolderCheckpoint) -> bool:
         with self.lock:
-            return ck.source_name in self._holds
+            return checkpoint.source_name in self._holds
 
-    def forget(self, ck: FolderCheckpoint) -> None:
+    def forget(self, checkpoint: FolderCheckpoint) -> None:
         """A folder starting again: work past its checkpoint from an earlier attempt of this run is
         met again (reconciliation or a fresh copy) and counted then."""
         with self.lock:
-            self._uncredited.pop(ck.source_name, None)
-            self._holds.pop(ck.source_name, None)
+            self._uncredited.pop(checkpoint.source_name, None)
+            self._holds.pop(checkpoint.source_name, None)
 
     def first_report(self, folder: str, uid: int) -> bool:
         """Whether a message left behind is reported for the first time (a retry within this run
@@ -114,30 +114,32 @@ class Ledger:
             self._skipped_seen.add((folder, uid))
             return first
 
-    def advance(self, ck: FolderCheckpoint, last_uid: int) -> None:
+    def advance(self, checkpoint: FolderCheckpoint, last_uid: int) -> None:
         """Move the checkpoint to last_uid and credit the work it now covers, atomically, so that a
         saved checkpoint never covers work it does not count (or counts work it does not cover)."""
         with self.lock:
-            ck.last_uid = max(ck.last_uid, min(last_uid, self._holds.get(ck.source_name, last_uid)))
-            waiting = self._uncredited.get(ck.source_name)
+            checkpoint.last_uid = max(
+                checkpoint.last_uid, min(last_uid, self._holds.get(checkpoint.source_name, last_uid))
+            )
+            waiting = self._uncredited.get(checkpoint.source_name)
             if waiting is None:
                 return
-            for work in waiting.pop_upto(ck.last_uid):
-                ck.messages_copied += work.copied
-                ck.bytes_copied += work.nbytes
-                ck.messages_skipped += work.skipped
-                ck.messages_failed += work.failed
+            for work in waiting.pop_upto(checkpoint.last_uid):
+                checkpoint.messages_copied += work.copied
+                checkpoint.bytes_copied += work.nbytes
+                checkpoint.messages_skipped += work.skipped
+                checkpoint.messages_failed += work.failed
 
-    def past_checkpoint(self, ck: FolderCheckpoint) -> dict[str, int]:
+    def past_checkpoint(self, checkpoint: FolderCheckpoint) -> dict[str, int]:
         with self.lock:
-            waiting = self._uncredited.get(ck.source_name)
+            waiting = self._uncredited.get(checkpoint.source_name)
             return waiting.as_dict() if waiting else {}
 
-    def state_to_save(self, ck: FolderCheckpoint) -> FolderCheckpoint:
+    def state_to_save(self, checkpoint: FolderCheckpoint) -> FolderCheckpoint:
         """A copy of the checkpoint (its worker keeps changing it while the store writes this)."""
         with self.lock:
-            state = dataclasses.replace(ck)
-            state.past_checkpoint = self.past_checkpoint(ck)
+            state = dataclasses.replace(checkpoint)
+            state.past_checkpoint = self.past_checkpoint(checkpoint)
             return state
 
     def snapshot(self, checkpoints: list[FolderCheckpoint], totals: Counters, current_folder: str | None) -> Progress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -33,6 +34,12 @@ class Endpoint:
     # and folders.DEFAULT_MAX_FOLDERS): a bigger literal or a longer folder list fails the run.
     max_literal_bytes: int | None = None
     max_folders: int | None = None
+    # OAuth2 accounts: called at every (re)connection for an access token valid for a while yet
+    # (the caller renews it ahead of expiry); `password` is then unused. It raises EngineError
+    # (OAUTH_CONSENT_REVOKED) when the provider refuses to renew, TransientError when it cannot be
+    # reached. If it has an `invalidate(token)` method, the engine calls it when the server refuses
+    # a token, before asking for one again.
+    oauth_token: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         return f"{self.login}@{self.host}:{self.port} ({self.security.value})"

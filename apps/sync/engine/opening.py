@@ -1,5 +1,6 @@
 """Opening an IMAP connection: TCP (to the address the SSRF guard checked), TLS or STARTTLS,
-LOGIN (or AUTHENTICATE PLAIN for non-ASCII credentials), CAPABILITY, NAMESPACE, with every read
+LOGIN (or AUTHENTICATE PLAIN for non-ASCII credentials, OAUTHBEARER / XOAUTH2 for OAuth2
+accounts), CAPABILITY, NAMESPACE, with every read
 bounded and the whole set-up under a deadline; the result is a connection.Session."""
 
 from __future__ import annotations
@@ -171,10 +172,13 @@ def connect(endpoint: Endpoint, side: str | None, setup_deadline: float | None =
                 client.starttls(context)
             except imapclient_errors.CapabilityError as exc:
                 raise EngineError(ErrorCode.TLS_ERROR, "the server does not offer STARTTLS", side) from exc
-        try:
-            _login(client, endpoint.login, endpoint.password, side)
-        except imapclient_errors.LoginError as exc:
-            raise EngineError(ErrorCode.AUTH_FAILED, "the server rejected the login or password", side) from exc
+        if endpoint.oauth_token is not None:
+            _authenticate_with_token(client, endpoint.login, endpoint.oauth_token, side)
+        else:
+            try:
+                _login(client, endpoint.login, endpoint.password, side)
+            except imapclient_errors.LoginError as exc:
+                raise EngineError(ErrorCode.AUTH_FAILED, "the server rejected the login or password", side) from exc
         capabilities = {c.decode().upper() for c in client.capabilities()}
     except EngineError:
         _close_quietly(client)
@@ -230,3 +234,79 @@ def _login_with_literals(client: imapclient.IMAPClient, login: bytes, password: 
     if status != "OK":
         raise imapclient_errors.LoginError("LOGIN refused")
     imap.state = "AUTH"
+
+
+# --------------------------------------------------------------------------- OAuth2
+class _BearerExchange:
+    """imaplib's AUTHENTICATE callback for OAUTHBEARER (RFC 7628) and XOAUTH2.  The first
+    challenge gets the initial response.  A refusal comes as a second challenge carrying a JSON
+    error (`{"status": "401", ...}`): it is kept for the log, and answered as each mechanism
+    requires (RFC 7628 3.2.3: a single 0x01; XOAUTH2: an empty line) so that the server ends the
+    exchange with its tagged NO instead of the connection hanging."""
+
+    def __init__(self, initial: bytes, after_error: bytes) -> None:
+        self._initial = initial
+        self._after_error = after_error
+        self.sent = False
+        self.error: bytes = b""
+
+    def __call__(self, challenge: bytes) -> bytes:
+        if not self.sent:
+            self.sent = True
+            return self._initial
+        self.error = challenge[:512]
+        return self._after_error
+
+
+def bearer_exchange(mechanism: str, login: str, token: str) -> _BearerExchange:
+    bearer = f"auth=Bearer {token}\x01\x01"
+    if mechanism == "OAUTHBEARER":
+        # The authorization identity (RFC 5801 gs2-header): "," and "=" escaped as =2C and =3D.
+        identity = login.replace("=", "=3D").replace(",", "=2C")
+        return _BearerExchange(f"n,a={identity},\x01{bearer}".encode(), b"\x01")
+    return _BearerExchange(f"user={login}\x01{bearer}".encode(), b"")
+
+
+def _authenticate_with_token(client: imapclient.IMAPClient, login: str, oauth_token, side: str | None) -> None:
+    """AUTHENTICATE with a bearer token: OAUTHBEARER, the standard, where offered, else XOAUTH2
+    (Gmail, Microsoft 365, Yahoo).  The token is asked for now, at each connection, so that a
+    copy of hours always presents one its provider renewed in time."""
+    offered = {c.decode().upper() for c in client.capabilities()}
+    mechanism = next((m for m in ("OAUTHBEARER", "XOAUTH2") if f"AUTH={m}" in offered), None)
+    if mechanism is None:
+        raise EngineError(ErrorCode.OAUTH_UNSUPPORTED, "the server offers neither OAUTHBEARER nor XOAUTH2", side)
+    token = _token(oauth_token, side)
+    if _bearer_login(client, mechanism, login, token, side):
+        return
+    # The token may have been revoked or retired (a provider may retire the previous access token
+    # when it renews): the keeper renews it, which also tells a withdrawn consent (its own code)
+    # from a token the server refuses whatever its age. One more try with the current token.
+    invalidate = getattr(oauth_token, "invalidate", None)
+    if invalidate is not None:
+        invalidate(token)
+    renewed = _token(oauth_token, side)
+    if renewed == token or not _bearer_login(client, mechanism, login, renewed, side):
+        raise EngineError(ErrorCode.OAUTH_REJECTED, f"the server refused the {mechanism} token", side)
+
+
+def _token(oauth_token, side: str | None) -> str:
+    try:
+        return oauth_token()
+    except EngineError as exc:
+        exc.side = exc.side or side
+        raise
+
+
+def _bearer_login(client: imapclient.IMAPClient, mechanism: str, login: str, token: str, side: str | None) -> bool:
+    exchange = bearer_exchange(mechanism, login, token)
+    try:
+        client._imap.authenticate(mechanism, exchange)
+    except imaplib.IMAP4.abort:
+        raise
+    except imaplib.IMAP4.error:
+        # The server's JSON error names a status and a scope, never the token: safe to log.
+        log.info("%s: %s refused the token (%s)", side or "server", mechanism, exchange.error.decode(errors="replace"))
+        return False
+    finally:
+        client._imap.literal = None
+    return True

@@ -30,11 +30,11 @@ from .pipeline import (
     FolderEnd,
     FolderTask,
     Message,
+    PipelineStopped,
     RateLimiter,
     Reader,
     ReaderFailed,
     Skip,
-    _Stopped,
     header_summary,
 )
 from .stored import RewriteWatch
@@ -124,7 +124,7 @@ class PairRuns:
             t.join()
         self.calls.serve(0)
         self.calls.forget_workers()
-        real = [e for e in errors if not isinstance(e, (Cancelled, _Stopped))]
+        real = [e for e in errors if not isinstance(e, (Cancelled, PipelineStopped))]
         fatal = [e for e in real if not isinstance(e, TransientError)]
         if fatal or real:
             raise (fatal or real)[0]
@@ -153,7 +153,7 @@ class PairRuns:
         try:
             while True:
                 if self._stop.is_set():
-                    raise _Stopped
+                    raise PipelineStopped
                 try:
                     item = out.get(timeout=0.2)
                 except queue.Empty:
@@ -208,9 +208,9 @@ class PairRuns:
 
     def _write_batch(self, dst: Session, appender: Appender, batch: Batch) -> None:
         task = batch.task
-        ck = task.checkpoint
-        ck.pending_uid = max(ck.pending_uid, batch.max_uid)
-        self.save(ck)  # durable before the APPEND: a crash now leaves a window to reconcile
+        checkpoint = task.checkpoint
+        checkpoint.pending_uid = max(checkpoint.pending_uid, batch.max_uid)
+        self.save(checkpoint)  # durable before the APPEND: a crash now leaves a window to reconcile
         outcome = appender.append(task.plan.dest_raw, batch.messages, task.plan.keep_flag) if batch.messages else None
         if outcome is not None:
             self._record_outcome(task, batch, outcome)
@@ -219,19 +219,19 @@ class PairRuns:
             # and leave dest_uidnext where the folder started, so a crash window covers them all.
             with self.ledger.lock, task.split.lock:
                 task.segment.confirmed = batch.max_uid
-                self.ledger.advance(ck, task.split.watermark())
+                self.ledger.advance(checkpoint, task.split.watermark())
         else:
-            self.ledger.advance(ck, batch.max_uid)
+            self.ledger.advance(checkpoint, batch.max_uid)
         # A held folder keeps its window open from before its first uncopied message.
-        if task.present is None and task.split is None and not self.ledger.held(ck):
-            ck.pending_uid = ck.last_uid
-            uidnext = ck.dest_uidnext  # nothing appended: still where copies of UIDs > last_uid start
+        if task.present is None and task.split is None and not self.ledger.held(checkpoint):
+            checkpoint.pending_uid = checkpoint.last_uid
+            uidnext = checkpoint.dest_uidnext  # nothing appended: still where copies of UIDs > last_uid start
             if outcome and outcome.dest_uids:
                 uidnext = max(outcome.dest_uids) + 1
             elif outcome and outcome.appended:
                 uidnext = self._dest_uidnext(dst, task)
             if uidnext:
-                ck.dest_uidnext, ck.dest_mark_uid = uidnext, ck.last_uid
+                checkpoint.dest_uidnext, checkpoint.dest_mark_uid = uidnext, checkpoint.last_uid
         if outcome is not None and self.ledger.failed_this_run > self.options.error_budget:
             raise EngineError(
                 ErrorCode.ERROR_BUDGET_EXCEEDED,
@@ -242,18 +242,18 @@ class PairRuns:
     def _record_outcome(self, task: FolderTask, batch: Batch, outcome) -> None:
         copied = len(outcome.appended)
         nbytes = sum(len(m.body) for m in outcome.appended)
-        ck = task.checkpoint
+        checkpoint = task.checkpoint
         ledger = self.ledger
-        if outcome.failed or outcome.too_large or ledger.held(ck):
+        if outcome.failed or outcome.too_large or ledger.held(checkpoint):
             # The checkpoint stops below the first message left behind (maybe inside this batch):
             # credit each message at its own UID, so those below it are counted, those above not.
             for msg in outcome.appended:
-                ledger.defer(ck, Uncredited(msg.uid, copied=1, nbytes=len(msg.body)))
+                ledger.defer(checkpoint, Uncredited(msg.uid, copied=1, nbytes=len(msg.body)))
             for msg, _reason in outcome.failed:
-                ledger.defer(ck, Uncredited(msg.uid, failed=1))
-                ledger.hold(ck, msg.uid)
+                ledger.defer(checkpoint, Uncredited(msg.uid, failed=1))
+                ledger.hold(checkpoint, msg.uid)
         else:
-            ledger.defer(ck, Uncredited(batch.max_uid, copied=copied, nbytes=nbytes))
+            ledger.defer(checkpoint, Uncredited(batch.max_uid, copied=copied, nbytes=nbytes))
         with ledger.lock:
             ledger.copied_this_run += copied
             ledger.bytes_this_run += nbytes
@@ -275,7 +275,7 @@ class PairRuns:
             )
         if outcome.flags_dropped:
             with ledger.lock:
-                ck.flags_dropped += len(outcome.flags_dropped)
+                checkpoint.flags_dropped += len(outcome.flags_dropped)
         if outcome.altered:
             self._record_altered(task, outcome.altered)
 
@@ -321,38 +321,38 @@ class PairRuns:
         )
 
     def _finish_folder(self, dst: Session, appender: Appender, task: FolderTask) -> None:
-        ck = task.checkpoint
+        checkpoint = task.checkpoint
         if task.split is not None:
             with self.ledger.lock, task.split.lock:
                 task.segment.done = True
-                self.ledger.advance(ck, task.split.watermark())
+                self.ledger.advance(checkpoint, task.split.watermark())
                 last_piece = all(seg.done for seg in task.split.segments)
             if not last_piece:
-                self.save(ck)
+                self.save(checkpoint)
                 return
-        self.ledger.advance(ck, task.source_uidnext - 1)
-        ck.source_uidnext = task.source_uidnext
-        if self.ledger.held(ck):
+        self.ledger.advance(checkpoint, task.source_uidnext - 1)
+        checkpoint.source_uidnext = task.source_uidnext
+        if self.ledger.held(checkpoint):
             # Messages were left behind: the checkpoint stays below the first of them, and the
             # window above it stays open (pending_uid > last_uid), so the next run reconciles
             # what was copied after it and tries the rest again.
-            ck.pending_uid = max(ck.pending_uid, task.source_uidnext - 1)
+            checkpoint.pending_uid = max(checkpoint.pending_uid, task.source_uidnext - 1)
         else:
-            ck.pending_uid = ck.last_uid
-            uidnext = ck.dest_uidnext
+            checkpoint.pending_uid = checkpoint.last_uid
+            uidnext = checkpoint.dest_uidnext
             if task.present is not None or task.split is not None:
                 uidnext = self._dest_uidnext(dst, task)
             if uidnext:
-                ck.dest_uidnext, ck.dest_mark_uid = uidnext, ck.last_uid
-        ck.done = True
-        self.save(ck)
-        past = self.ledger.past_checkpoint(ck)
+                checkpoint.dest_uidnext, checkpoint.dest_mark_uid = uidnext, checkpoint.last_uid
+        checkpoint.done = True
+        self.save(checkpoint)
+        past = self.ledger.past_checkpoint(checkpoint)
         self.event(
             "folder_done",
             task.plan.source.name,
-            copied=ck.messages_copied + past.get("copied", 0),
-            skipped=ck.messages_skipped + past.get("skipped", 0),
-            failed=ck.messages_failed + past.get("failed", 0),
+            copied=checkpoint.messages_copied + past.get("copied", 0),
+            skipped=checkpoint.messages_skipped + past.get("skipped", 0),
+            failed=checkpoint.messages_failed + past.get("failed", 0),
         )
 
 

@@ -151,7 +151,7 @@ class ByteBudget:
             # A single message bigger than the budget is let through alone.
             while self.in_flight > 0 and self.in_flight + n > self.capacity:
                 if stop.is_set():
-                    raise _Stopped
+                    raise PipelineStopped
                 self._cond.wait(0.2)
             self.in_flight += n
 
@@ -199,8 +199,9 @@ class RateLimiter:
         return slept
 
 
-class _Stopped(Exception):
-    pass
+class PipelineStopped(Exception):
+    """The pair's stop event is set: a reader or writer thread gives up its work at once. Not an
+    error: whoever set the event knows why (a cancel, or the other thread's failure)."""
 
 
 def fetch_sizes(session: Session, start_uid: int, only: set[int] | None = None) -> list[tuple[int, int]]:
@@ -290,7 +291,7 @@ class Reader(threading.Thread):
     def _put(self, item) -> None:
         while True:
             if self.stop.is_set():
-                raise _Stopped
+                raise PipelineStopped
             try:
                 self.out.put(item, timeout=0.2)
                 return
@@ -307,12 +308,12 @@ class Reader(threading.Thread):
                     break
                 self._read_folder(task)
             self._put(None)
-        except _Stopped:
+        except PipelineStopped:
             pass
         except BaseException as exc:  # handed to the writer, which decides what to do
             try:
                 self._put(ReaderFailed(exc))
-            except _Stopped:
+            except PipelineStopped:
                 pass
 
     def _read_folder(self, task: FolderTask) -> None:

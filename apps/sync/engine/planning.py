@@ -100,51 +100,64 @@ class FolderPlanning:
         to_prepare: list[tuple[FolderPlan, FolderCheckpoint, dict]] = []
         archived: dict[str, set[int]] = {}
         for plan in plans:
-            st = statuses.get(plan.source.raw, {})
-            ck = self.checkpoints.get(plan.source.name)
-            if ck is None:
-                ck = self.checkpoints[plan.source.name] = FolderCheckpoint(plan.source.name, archive_only=plan.archive)
-            ck.destination_name = plan.dest_name
-            if plan.archive and "UIDVALIDITY" in st:
+            source_status = statuses.get(plan.source.raw, {})
+            checkpoint = self.checkpoints.get(plan.source.name)
+            if checkpoint is None:
+                checkpoint = self.checkpoints[plan.source.name] = FolderCheckpoint(
+                    plan.source.name, archive_only=plan.archive
+                )
+            checkpoint.destination_name = plan.dest_name
+            if plan.archive and "UIDVALIDITY" in source_status:
                 # Only All Mail's archived messages are copied: they are the folder's total.
-                if not self._unchanged(ck, st, plan, dest_statuses):
+                if not self._unchanged(checkpoint, source_status, plan, dest_statuses):
                     found = self._find_archived(src, plan, plans)
                     archived[plan.source.name] = found
-                    ck.messages_total = len(found)
-                self.archive = {"source": plan.source.name, "folder": plan.dest_name, "found": ck.messages_total}
+                    checkpoint.messages_total = len(found)
+                self.archive = {
+                    "source": plan.source.name,
+                    "folder": plan.dest_name,
+                    "found": checkpoint.messages_total,
+                }
                 size = 0
             else:
-                ck.messages_total, size = st.get("MESSAGES", 0), st.get("SIZE", 0)
+                checkpoint.messages_total, size = source_status.get("MESSAGES", 0), source_status.get("SIZE", 0)
             totals = self.totals
             self.totals = dataclasses.replace(
-                totals, messages_total=totals.messages_total + ck.messages_total, bytes_total=totals.bytes_total + size
+                totals,
+                messages_total=totals.messages_total + checkpoint.messages_total,
+                bytes_total=totals.bytes_total + size,
             )
-            if "UIDVALIDITY" not in st:
+            if "UIDVALIDITY" not in source_status:
                 # Deleted or made unreadable since LIST: report it, copy the rest.
                 self.event("error", plan.source.name, code=ErrorCode.PROTOCOL_ERROR.value, side="source",
                            detail="the folder could not be opened (STATUS failed)")  # fmt: skip
                 continue
-            if self._unchanged(ck, st, plan, dest_statuses):
+            if self._unchanged(checkpoint, source_status, plan, dest_statuses):
                 continue
-            ck.done = False
+            checkpoint.done = False
             if self.options.dry_run:
                 self.event(
                     "folder_planned", plan.source.name, destination=plan.dest_name, exists=plan.dest_exists,
-                    messages=st.get("MESSAGES", 0), bytes=st.get("SIZE", 0),
+                    messages=source_status.get("MESSAGES", 0), bytes=source_status.get("SIZE", 0),
                 )  # fmt: skip
                 continue
-            to_prepare.append((plan, ck, st))
-        tasks = [self._prepare(dst, plan, ck, st, dest_statuses.get(plan.dest_raw, {})) for plan, ck, st in to_prepare]
+            to_prepare.append((plan, checkpoint, source_status))
+        tasks = [
+            self._prepare(dst, plan, checkpoint, source_status, dest_statuses.get(plan.dest_raw, {}))
+            for plan, checkpoint, source_status in to_prepare
+        ]
         for task in tasks:
             if task.plan.archive:
                 task.only_uids = archived.get(task.plan.source.name, set())
                 task.size_hint = len(task.only_uids) * (ESTIMATED_MESSAGE_BYTES + self._message_weight())
         return tasks
 
-    def _unchanged(self, ck: FolderCheckpoint, st: dict, plan: FolderPlan, dest_statuses: dict) -> bool:
+    def _unchanged(
+        self, checkpoint: FolderCheckpoint, source_status: dict, plan: FolderPlan, dest_statuses: dict
+    ) -> bool:
         """Nothing to do in this folder (reconcile.unchanged), and its destination not just created."""
-        dest_st = None if self.options.dry_run else dest_statuses.get(plan.dest_raw, {})
-        return not plan.created and reconcile.unchanged(ck, st, dest_st)
+        dest_status = None if self.options.dry_run else dest_statuses.get(plan.dest_raw, {})
+        return not plan.created and reconcile.unchanged(checkpoint, source_status, dest_status)
 
     def _find_archived(self, src: Session, plan: FolderPlan, plans: list[FolderPlan]) -> set[int]:
         """All Mail's messages that none of the folders copied holds (Gmail's archived mail)."""
@@ -163,23 +176,25 @@ class FolderPlanning:
         mapping planned afresh from what it shows now (the old name would be a flattened one)."""
         names = {f.name: f for f in dest.folders}
         for plan in plans:
-            ck = self.checkpoints.get(plan.source.name)
-            if ck and ck.archive_only != plan.archive:
+            checkpoint = self.checkpoints.get(plan.source.name)
+            if checkpoint and checkpoint.archive_only != plan.archive:
                 # Gmail's All Mail switched between "archived messages into Archive" and "whole,
                 # as a folder": what the checkpoint covers is not what is asked now.  Start the
                 # folder afresh; what is already on the destination is recognised, not copied twice.
-                ck.archive_only = plan.archive
-                ck.uidvalidity = ck.dest_uidvalidity = None
-                ck.destination_name = plan.dest_name
-                ck.done = False
-            if ck and ck.destination_name and ck.destination_name != plan.dest_name:
-                found = names.get(ck.destination_name)
+                checkpoint.archive_only = plan.archive
+                checkpoint.uidvalidity = checkpoint.dest_uidvalidity = None
+                checkpoint.destination_name = plan.dest_name
+                checkpoint.done = False
+            if checkpoint and checkpoint.destination_name and checkpoint.destination_name != plan.dest_name:
+                found = names.get(checkpoint.destination_name)
                 if found is not None and found.selectable:
                     plan.dest_name, plan.dest_raw, plan.dest_exists = found.name, found.raw, True
                 else:
-                    self.event("folder_remapped", plan.source.name, before=ck.destination_name, to=plan.dest_name)
+                    self.event(
+                        "folder_remapped", plan.source.name, before=checkpoint.destination_name, to=plan.dest_name
+                    )
                     # Nothing known of the new folder: whatever it holds is recognised, not trusted.
-                    ck.dest_uidvalidity = None
+                    checkpoint.dest_uidvalidity = None
             if plan.renamed:
                 self.renamed[plan.source.name] = plan.dest_name
 
@@ -224,19 +239,25 @@ class FolderPlanning:
             "destination",
         )
 
-    def _prepare(self, dst: Session, plan: FolderPlan, ck: FolderCheckpoint, st: dict, dest_st: dict) -> FolderTask:
+    def _prepare(
+        self, dst: Session, plan: FolderPlan, checkpoint: FolderCheckpoint, source_status: dict, dest_status: dict
+    ) -> FolderTask:
         """Decide where to start in this folder and what may already be on the destination."""
-        if "UIDVALIDITY" in dest_st:
-            dstate = MailboxState(dest_st.get("MESSAGES", 0), dest_st["UIDVALIDITY"], dest_st.get("UIDNEXT"))
+        if "UIDVALIDITY" in dest_status:
+            dest_state = MailboxState(
+                dest_status.get("MESSAGES", 0), dest_status["UIDVALIDITY"], dest_status.get("UIDNEXT")
+            )
             examined = False
         else:  # a server whose STATUS leaves something out
-            dstate, examined = dst.select(plan.dest_raw, readonly=True), True
-        task = FolderTask(plan, ck, st["UIDVALIDITY"], st.get("UIDNEXT", 0), start_uid=1)
-        self.ledger.forget(ck)
-        messages = st.get("MESSAGES", 0)
-        task.size_hint = (st.get("SIZE") or messages * ESTIMATED_MESSAGE_BYTES) + messages * self._message_weight()
-        dest_now = {"MESSAGES": dstate.exists, "UIDVALIDITY": dstate.uidvalidity, "UIDNEXT": dstate.uidnext}
-        start = reconcile.decide(ck, st, dest_now)
+            dest_state, examined = dst.select(plan.dest_raw, readonly=True), True
+        task = FolderTask(plan, checkpoint, source_status["UIDVALIDITY"], source_status.get("UIDNEXT", 0), start_uid=1)
+        self.ledger.forget(checkpoint)
+        messages = source_status.get("MESSAGES", 0)
+        task.size_hint = (
+            source_status.get("SIZE") or messages * ESTIMATED_MESSAGE_BYTES
+        ) + messages * self._message_weight()
+        dest_now = {"MESSAGES": dest_state.exists, "UIDVALIDITY": dest_state.uidvalidity, "UIDNEXT": dest_state.uidnext}
+        start = reconcile.decide(checkpoint, source_status, dest_now)
         if start.changed:
             self.event(
                 "uidvalidity_changed",
@@ -244,7 +265,7 @@ class FolderPlanning:
                 source_changed=not start.source_same,
                 destination_changed=not start.dest_same,
             )
-        reconcile.apply(ck, start, st, dest_now)
+        reconcile.apply(checkpoint, start, source_status, dest_now)
         task.start_uid = start.start_uid
         if start.fingerprint_from is not None:
             # Copies may already be there (an APPEND sent but not confirmed, or no usable
@@ -254,7 +275,7 @@ class FolderPlanning:
             task.present = [fp for _, fp in fetch_fingerprints(dst, None, start.fingerprint_from)]
             task.reconcile_upto = start.reconcile_upto
             task.reconcile_from = start.reconcile_from
-        self.save(ck)
+        self.save(checkpoint)
         return task
 
     # ----------------------------------------------------------------- big folders

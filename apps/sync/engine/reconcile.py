@@ -34,29 +34,29 @@ class StartPoint:
     changed: bool = False
 
 
-def same_folder(ck: FolderCheckpoint, dest_status: dict) -> bool:
+def same_folder(checkpoint: FolderCheckpoint, dest_status: dict) -> bool:
     """Whether the destination folder is still the one the checkpoint knows: same UIDVALIDITY,
     and a UIDNEXT that has not gone back (it never does in one folder; a new server's folder
     created in the same second can share a time-based UIDVALIDITY)."""
-    if ck.dest_uidvalidity is None or ck.dest_uidvalidity != dest_status.get("UIDVALIDITY"):
+    if checkpoint.dest_uidvalidity is None or checkpoint.dest_uidvalidity != dest_status.get("UIDVALIDITY"):
         return False
     uidnext = dest_status.get("UIDNEXT")
-    return ck.dest_uidnext is None or uidnext is None or uidnext >= ck.dest_uidnext
+    return checkpoint.dest_uidnext is None or uidnext is None or uidnext >= checkpoint.dest_uidnext
 
 
-def unchanged(ck: FolderCheckpoint, source_status: dict, dest_status: dict | None) -> bool:
+def unchanged(checkpoint: FolderCheckpoint, source_status: dict, dest_status: dict | None) -> bool:
     """Nothing to do in this folder: done, nothing new on the source, the destination folder
     still the one the checkpoint knows (`dest_status` None: not looked at, as in a dry run)."""
     return (
-        ck.done
-        and ck.uidvalidity == source_status.get("UIDVALIDITY")
-        and ck.source_uidnext == source_status.get("UIDNEXT")
-        and ck.pending_uid <= ck.last_uid
-        and (dest_status is None or same_folder(ck, dest_status))
+        checkpoint.done
+        and checkpoint.uidvalidity == source_status.get("UIDVALIDITY")
+        and checkpoint.source_uidnext == source_status.get("UIDNEXT")
+        and checkpoint.pending_uid <= checkpoint.last_uid
+        and (dest_status is None or same_folder(checkpoint, dest_status))
     )
 
 
-def decide(ck: FolderCheckpoint, source_status: dict, dest_status: dict) -> StartPoint:
+def decide(checkpoint: FolderCheckpoint, source_status: dict, dest_status: dict) -> StartPoint:
     """Decide where to start in a folder and what may already be on the destination.
 
     * checkpoint valid on both sides: start after ``last_uid``; if an APPEND was sent but not
@@ -69,28 +69,30 @@ def decide(ck: FolderCheckpoint, source_status: dict, dest_status: dict) -> Star
       afresh, fingerprinting the whole destination folder if it holds anything."""
     source_uidnext = source_status.get("UIDNEXT", 0)
     dest_uidnext = dest_status.get("UIDNEXT")
-    source_same = ck.uidvalidity == source_status["UIDVALIDITY"]
-    dest_same = same_folder(ck, dest_status)
+    source_same = checkpoint.uidvalidity == source_status["UIDVALIDITY"]
+    dest_same = same_folder(checkpoint, dest_status)
     if source_same and dest_same:
-        pending = ck.pending_uid
-        window_open = pending > ck.last_uid
-        dest_grew = ck.dest_uidnext is not None and (dest_uidnext or 0) > ck.dest_uidnext
-        if dest_grew and not window_open and source_uidnext - 1 > ck.last_uid:
+        pending = checkpoint.pending_uid
+        window_open = pending > checkpoint.last_uid
+        dest_grew = checkpoint.dest_uidnext is not None and (dest_uidnext or 0) > checkpoint.dest_uidnext
+        if dest_grew and not window_open and source_uidnext - 1 > checkpoint.last_uid:
             pending, window_open = source_uidnext - 1, True
         if window_open and dest_grew:
             return StartPoint(
-                start_uid=ck.last_uid + 1, source_same=True, dest_same=True,
-                fingerprint_from=ck.dest_uidnext,
-                reconcile_from=ck.last_uid if ck.dest_mark_uid is None else ck.dest_mark_uid,
+                start_uid=checkpoint.last_uid + 1, source_same=True, dest_same=True,
+                fingerprint_from=checkpoint.dest_uidnext,
+                reconcile_from=checkpoint.last_uid if checkpoint.dest_mark_uid is None else checkpoint.dest_mark_uid,
                 reconcile_upto=pending,
-                pending_uid=pending, dest_uidnext=ck.dest_uidnext, dest_mark_uid=ck.dest_mark_uid, restart=False,
+                pending_uid=pending, dest_uidnext=checkpoint.dest_uidnext, dest_mark_uid=checkpoint.dest_mark_uid,
+                restart=False,
             )  # fmt: skip
         return StartPoint(
-            start_uid=ck.last_uid + 1, source_same=True, dest_same=True,
+            start_uid=checkpoint.last_uid + 1, source_same=True, dest_same=True,
             fingerprint_from=None, reconcile_from=None, reconcile_upto=None,
-            pending_uid=ck.last_uid, dest_uidnext=dest_uidnext, dest_mark_uid=ck.last_uid, restart=False,
+            pending_uid=checkpoint.last_uid, dest_uidnext=dest_uidnext, dest_mark_uid=checkpoint.last_uid,
+            restart=False,
         )  # fmt: skip
-    changed = ck.uidvalidity is not None or ck.dest_uidvalidity is not None
+    changed = checkpoint.uidvalidity is not None or checkpoint.dest_uidvalidity is not None
     if dest_status.get("MESSAGES", 0):
         # No usable checkpoint but mail already there: recognise it, copy only the rest.
         return StartPoint(
@@ -106,14 +108,14 @@ def decide(ck: FolderCheckpoint, source_status: dict, dest_status: dict) -> Star
     )  # fmt: skip
 
 
-def apply(ck: FolderCheckpoint, start: StartPoint, source_status: dict, dest_status: dict) -> None:
+def apply(checkpoint: FolderCheckpoint, start: StartPoint, source_status: dict, dest_status: dict) -> None:
     """Write the decision into the checkpoint (a restart resets its UIDVALIDITYs and counters)."""
     if start.restart:
-        ck.uidvalidity = source_status["UIDVALIDITY"]
-        ck.dest_uidvalidity = dest_status.get("UIDVALIDITY")
-        ck.last_uid = 0
-        ck.messages_copied = ck.messages_skipped = ck.messages_failed = ck.bytes_copied = 0
-        ck.flags_dropped = ck.altered = 0
-    ck.pending_uid = start.pending_uid
-    ck.dest_uidnext = start.dest_uidnext
-    ck.dest_mark_uid = start.dest_mark_uid
+        checkpoint.uidvalidity = source_status["UIDVALIDITY"]
+        checkpoint.dest_uidvalidity = dest_status.get("UIDVALIDITY")
+        checkpoint.last_uid = 0
+        checkpoint.messages_copied = checkpoint.messages_skipped = checkpoint.messages_failed = 0
+        checkpoint.bytes_copied = checkpoint.flags_dropped = checkpoint.altered = 0
+    checkpoint.pending_uid = start.pending_uid
+    checkpoint.dest_uidnext = start.dest_uidnext
+    checkpoint.dest_mark_uid = start.dest_mark_uid

@@ -3,12 +3,12 @@
 - `queued_at`: when the job last went into the queue; existing jobs take their creation time,
   the best that is known of them.
 - `staff_note`: staff's own note on a job; support and operators may write it (the permission to
-  change a job lets nothing else be changed: every other field is read-only).
+  change a job lets nothing else be changed: every other field is read-only). The groups receive
+  it from apps.sync.staff_groups after migrate.
 - `JobFailure`: each failure of a job, kept when the job is retried; the jobs that are failed
   today count once each, at the time they ended."""
 
 import django.db.models.deletion
-from django.contrib.auth.management import create_permissions
 from django.db import migrations, models
 from django.db.models import F
 
@@ -25,30 +25,6 @@ def fill(apps, schema_editor):
         ),
         batch_size=500,
     )
-
-
-def grant_note_permission(apps, schema_editor):
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    permission = (
-        apps.get_model("auth", "Permission")
-        .objects.filter(content_type__app_label="sync", codename="change_syncjob")
-        .first()
-    )
-    if permission is not None:
-        for group in Group.objects.filter(name__in=["support", "operators"]):
-            group.permissions.add(permission)
-
-
-def revoke_note_permission(apps, schema_editor):
-    Permission = apps.get_model("auth", "Permission")
-    permission = Permission.objects.filter(content_type__app_label="sync", codename="change_syncjob").first()
-    if permission is not None:
-        for group in apps.get_model("auth", "Group").objects.filter(name__in=["support", "operators"]):
-            group.permissions.remove(permission)
 
 
 class Migration(migrations.Migration):
@@ -93,5 +69,4 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunPython(fill, migrations.RunPython.noop),
-        migrations.RunPython(grant_note_permission, revoke_note_permission),
     ]

@@ -2,7 +2,11 @@
 
     python manage.py copymailbox imaps://alice%40example.org@imap.example.org imap://bob@mail.example.net
 
-A rerun with the same two accounts resumes the previous job (only what is missing is copied)."""
+A rerun with the same two accounts resumes the previous job (only what is missing is copied).
+
+An account that takes no password (Gmail, Microsoft 365) logs in with an OAuth2 access token kept
+in a file, `--oauth-token-file source=PATH` (or destination=PATH): the file is read again at each
+connection, so a script of the operator's can keep it fresh during a copy of hours."""
 
 from __future__ import annotations
 
@@ -17,15 +21,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 
-from apps.mailboxes.models import MailAccount
-from apps.mailboxes.services import account_create, account_set_password
-from apps.providers.models import Provider, Security
+from apps.providers.models import Security
 from apps.sync import engine, runner, services
+from apps.sync.engine.errors import EngineError, ErrorCode
 from apps.sync.engine.urls import AccountURL, URLError, parse_imap_url
 from apps.sync.models import JobStatus, SyncJob
 from apps.sync.options import copy_options_from_settings
@@ -98,6 +100,60 @@ def read_password(variable: str, what: str) -> str:
     raise FatalError(f"Set {variable} (stdin is not a terminal, so there is no prompt)")
 
 
+SIDES = ("source", "destination")
+# A script that rewrites the token file in place (truncate, then write) leaves it empty for an
+# instant: a connection that reads it then waits this long for the new token before giving up.
+TOKEN_FILE_PATIENCE_SECONDS = 2.0
+
+
+class TokenFile:
+    """The engine's `oauth_token` for a side whose access token an operator's script keeps in a
+    file: read at every (re)connection, so a token renewed meanwhile is the one presented.
+    Never holds the token longer than a call, and never shows it (repr, messages)."""
+
+    def __init__(self, path: str, side: str) -> None:
+        self.path, self.side = path, side
+
+    def __repr__(self) -> str:
+        return f"<TokenFile {self.side} {self.path}>"
+
+    @method_decorator(sensitive_variables())
+    def __call__(self) -> str:
+        deadline = time.monotonic() + TOKEN_FILE_PATIENCE_SECONDS
+        while True:
+            try:
+                token = Path(self.path).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+                detail = f"the OAuth token file {self.path} could not be read ({reason})"
+                raise EngineError(ErrorCode.OAUTH_REJECTED, detail, self.side) from None
+            if token or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        if not token:
+            raise EngineError(ErrorCode.OAUTH_REJECTED, f"the OAuth token file {self.path} is empty", self.side)
+        return token
+
+
+def parse_token_files(values: list[str] | None) -> dict[str, TokenFile]:
+    """`--oauth-token-file SIDE=PATH` options, checked now so that a typo fails before any job."""
+    token_files: dict[str, TokenFile] = {}
+    for value in values or []:
+        side, equals, path = value.partition("=")
+        side = side.strip().lower()
+        if not equals or side not in SIDES or not path:
+            raise FatalError(f"--oauth-token-file: expected source=PATH or destination=PATH, not {value!r}")
+        if side in token_files:
+            raise FatalError(f"--oauth-token-file: the {side} is given twice")
+        token_file = TokenFile(path, side)
+        try:
+            token_file()
+        except EngineError as exc:
+            raise FatalError(f"--oauth-token-file: {exc.detail}") from None
+        token_files[side] = token_file
+    return token_files
+
+
 class ProgressPrinter:
     """A bar on a terminal, a line every few seconds otherwise; always on stderr."""
 
@@ -128,7 +184,11 @@ class ProgressPrinter:
 
 
 class Command(BaseCommand):
-    help = "Copy a whole mailbox from SOURCE_URL to DEST_URL (imaps://LOGIN@HOST[:PORT], imap://…, imap+plain://…)."
+    help = (
+        "Copy a whole mailbox from SOURCE_URL to DEST_URL (imaps://LOGIN@HOST[:PORT], imap://…, imap+plain://…). "
+        "Passwords come from IMAPCOPY_SOURCE_PASSWORD and IMAPCOPY_DEST_PASSWORD (or a prompt); an account "
+        "that signs in with OAuth2 instead takes --oauth-token-file."
+    )
     # The system checks (admin, URLconf, templates…) say nothing about a copy and cost ~70 ms of
     # every start; `manage.py check` and the deploy run them.
     requires_system_checks = []
@@ -138,6 +198,17 @@ class Command(BaseCommand):
         parser.add_argument("destination_url")
         parser.add_argument("--cafile", help="trust this extra CA certificate (PEM)")
         parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+        parser.add_argument(
+            "--oauth-token-file",
+            action="append",
+            metavar="SIDE=PATH",
+            help=(
+                "log the source (source=PATH) or the destination (destination=PATH) in with the OAuth2 access "
+                "token in this file (AUTHENTICATE OAUTHBEARER or XOAUTH2) instead of a password; the file is read "
+                "again at every connection, so a script may keep it fresh while the copy runs (the command never "
+                "renews a token itself). Repeat the option for both sides"
+            ),
+        )
         parser.add_argument("--dry-run", action="store_true", help="list what would be copied, copy nothing")
         parser.add_argument("--json", action="store_true", help="print one final JSON object on stdout")
         parser.add_argument(
@@ -157,11 +228,19 @@ class Command(BaseCommand):
             sys.exit(exc.returncode)
 
     @method_decorator(sensitive_variables())
-    def handle(self, *args, source_url, destination_url, cafile, insecure, dry_run, all_mail_as_folder, **options):
+    def handle(
+        self, *args, source_url, destination_url, cafile, insecure, dry_run, all_mail_as_folder, oauth_token_file,
+        **options,
+    ):  # fmt: skip
         source_url_ = parse_account_url(source_url, "source")
         destination_url_ = parse_account_url(destination_url, "destination")
-        source_password = read_password("IMAPCOPY_SOURCE_PASSWORD", "source")
-        destination_password = read_password("IMAPCOPY_DEST_PASSWORD", "destination")
+        token_files = parse_token_files(oauth_token_file)
+        # A side signed in with a token has no password: the job keeps an empty one, and a rerun
+        # without the token file asks for the password as usual.
+        source_password = "" if "source" in token_files else read_password("IMAPCOPY_SOURCE_PASSWORD", "source")
+        destination_password = (
+            "" if "destination" in token_files else read_password("IMAPCOPY_DEST_PASSWORD", "destination")
+        )
         if cafile and not os.path.isfile(cafile):
             raise FatalError(f"--cafile: no such file {cafile!r}")
 
@@ -186,6 +265,7 @@ class Command(BaseCommand):
                 run=run,
                 options=options_,
                 check_hosts=False,  # staff name the hosts themselves
+                oauth_tokens=token_files,
                 ca_file=cafile,
                 verify_tls=not insecure,
                 progress_listener=printer,
@@ -264,55 +344,16 @@ class Command(BaseCommand):
         self, source: AccountURL, destination: AccountURL, source_password: str, destination_password: str
     ) -> SyncJob:
         """The previous job of the same two accounts (to resume it), or a new one."""
-        other = Provider.objects.get(slug="other")
-        with transaction.atomic():
-            previous = (
-                SyncJob.objects.select_related("source", "destination")
-                .filter(
-                    source_address=services.normalize_address(source.address),
-                    source__login=source.login,
-                    source__host=source.host,
-                    destination__login=destination.login,
-                    destination__host=destination.host,
-                )
-                .order_by("-created_at")
-                .first()
-            )
-            if previous is not None and previous.status == JobStatus.RUNNING:
-                if not _run_is_dead(previous):
-                    raise FatalError(f"job {previous.pk} for this source is running; a second copy may not run")
-                # An earlier command line run was killed: take its job over and resume it.
-                services.job_requeue_lost_run(
-                    job_id=previous.pk, run=previous.attempts, silent_since=timezone.now(), enqueue=False
-                )
-                previous.refresh_from_db()
-            if previous is not None and previous.status == JobStatus.QUEUED:
-                account_set_password(account=previous.source, password=source_password)
-                account_set_password(account=previous.destination, password=destination_password)
-                return previous
-            if previous is not None:
-                for account, url, password in (
-                    (previous.source, source, source_password),
-                    (previous.destination, destination, destination_password),
-                ):
-                    MailAccount.objects.filter(pk=account.pk).update(port=url.port, security=url.security)
-                    account_set_password(account=account, password=password)
-                try:
-                    return services.job_retry(job=previous, allow_finished=True, enqueue=False)
-                except services.JobAlreadyActive:
-                    raise FatalError("a synchronization job already exists for this source account") from None
-            accounts = [
-                account_create(
-                    provider=other, email_address=url.address, login=url.login, host=url.host, port=url.port,
-                    security=url.security, password=password,
-                )
-                for url, password in ((source, source_password), (destination, destination_password))
-            ]  # fmt: skip
         try:
-            # Not enqueued: this process claims and runs it.
-            return services.job_create(
-                source=accounts[0], destination=accounts[1], language=settings.LANGUAGE_CODE, enqueue=False
+            return services.job_resume_or_create(
+                source=source,
+                destination=destination,
+                source_password=source_password,
+                destination_password=destination_password,
+                run_is_dead=_run_is_dead,
             )
+        except services.JobStillRunning as exc:
+            raise FatalError(f"job {exc.args[0]} for this source is running; a second copy may not run") from None
         except services.JobAlreadyActive:
             raise FatalError("a synchronization job already exists for this source account") from None
         except services.SameMailbox:

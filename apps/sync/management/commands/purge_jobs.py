@@ -2,12 +2,9 @@ import datetime
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import transaction
 from django.utils import timezone
 
-from apps.mailboxes.models import MailAccount
-from apps.sync.history import scrub_admin_history
-from apps.sync.models import ENDED_STATUSES, SyncJob
+from apps.sync import services
 
 
 class Command(BaseCommand):
@@ -31,29 +28,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, days, dry_run, **options):
         cutoff = timezone.now() - datetime.timedelta(days=days)
-        with transaction.atomic():
-            old = SyncJob.objects.filter(status__in=ENDED_STATUSES, finished_at__lt=cutoff)
-            account_ids = set(old.values_list("source_id", flat=True)) | set(
-                old.values_list("destination_id", flat=True)
-            )
-            # Accounts that only these jobs use go with them.
-            kept = SyncJob.objects.exclude(pk__in=old.values("pk"))
-            unused = (
-                MailAccount.objects.filter(pk__in=account_ids)
-                .exclude(jobs_as_source__in=kept)
-                .exclude(jobs_as_destination__in=kept)
-            )
-            if dry_run:
-                jobs, accounts = old.count(), unused.count()
-            else:
-                # The admin's history keeps who did what to these jobs, but not whose they were.
-                scrub_admin_history(old.select_related("source", "destination").iterator(chunk_size=500))
-                _total, per_model = old.delete()
-                jobs = per_model.get(SyncJob._meta.label, 0)
-                _total, per_model = MailAccount.objects.filter(
-                    pk__in=account_ids, jobs_as_source=None, jobs_as_destination=None
-                ).delete()
-                accounts = per_model.get(MailAccount._meta.label, 0)
+        purged = services.jobs_purge_ended(ended_before=cutoff, dry_run=dry_run)
+        jobs, accounts = purged.jobs, purged.accounts
         verb = "Would delete" if dry_run else "Deleted"
         self.stdout.write(
             f"{verb} {_count(jobs, 'job')} that ended before {cutoff:%Y-%m-%d %H:%M} and "
