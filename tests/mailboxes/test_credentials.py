@@ -46,7 +46,7 @@ def test_key_rotation_reencrypts_and_old_key_still_decrypts_until_then(make_acco
 
     out = StringIO()
     call_command("rotate_credential_keys", stdout=out)
-    assert "Re-encrypted 1 stored password" in out.getvalue()
+    assert "Re-encrypted 1 stored secret" in out.getvalue()
     after = stored_ciphertext(account)
     assert after != before
 

@@ -11,7 +11,14 @@ part of a job's life:
 
 from apps.mailboxes.services import ERASED_ADDRESS
 from apps.sync.services.command_line import JobStillRunning, job_resume_or_create
-from apps.sync.services.erasure import Purged, job_erase_credentials, job_erase_personal_data, jobs_purge_ended
+from apps.sync.services.erasure import (
+    CredentialsPurged,
+    Purged,
+    credentials_purge_expired,
+    job_erase_credentials,
+    job_erase_personal_data,
+    jobs_purge_ended,
+)
 from apps.sync.services.lifecycle import (
     PROGRESS_FIELDS,
     CredentialsErased,
@@ -59,6 +66,7 @@ __all__ = [
     "PROGRESS_FIELDS",
     "REENTERED_PASSWORD_MINUTES",
     "CredentialsErased",
+    "CredentialsPurged",
     "InvalidJobState",
     "JobAlreadyActive",
     "JobCounters",
@@ -70,6 +78,7 @@ __all__ = [
     "ReportOutcome",
     "SameMailbox",
     "TooManyActiveJobs",
+    "credentials_purge_expired",
     "job_cancel",
     "job_claim",
     "job_confirm_report_address",
