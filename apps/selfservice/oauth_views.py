@@ -32,15 +32,17 @@ from apps.mailboxes.services import (
     client_key,
 )
 from apps.selfservice.ratelimit import allow, client_address, rate_limited_message
-from apps.selfservice.status_views import sign_in_again
+from apps.selfservice.status_views import sign_in_again, sign_in_offer
 from apps.selfservice.views import PENDING_KEYS, SAME_MAILBOX, TOO_MANY_CHECKS, _drop_pending, session_account
 from apps.sync import links, services
 from apps.sync.error_messages import error_message
 from apps.sync.links import status_url
+from apps.sync.models import JobStatus
 
 FLOW_KEY = "oauth_flow"
 ROLES = ("source", "destination")
 RESUME = "resume"  # a failed copy's customer signs in again from its status page
+NEW_MAIL = "new-mail"  # a finished copy's customer signs in again to copy the mail that came since
 WRONG_MAILBOX = gettext_lazy(
     "You signed in to %(signed_in)s, but this copy is of %(expected)s. Please sign in to %(expected)s."
 )
@@ -102,6 +104,8 @@ def oauth_callback(request):
     flow = request.session.pop(FLOW_KEY, None)
     if flow and flow.get("role") == RESUME:
         return _resume_callback(request, flow)
+    if flow and flow.get("role") == NEW_MAIL:
+        return _new_mail_callback(request, flow)
     if not flow or flow.get("role") not in ROLES:
         # Used twice, or the session expired, or someone else's link: start again.
         messages.error(request, error_message("oauth_expired"))
@@ -203,4 +207,52 @@ def _resume_callback(request, flow: dict):
             pass  # resumed meanwhile (another tab, staff): its page says so
         else:
             messages.success(request, SIGNED_IN_AGAIN)
+        return redirect(page)
+
+
+# --- Signing in again to copy new mail ----------------------------------------------------------
+
+
+@require_POST
+def oauth_new_mail_start(request, token: str, side: str):
+    job = links.job_from_status_token(token)
+    if job is None or side not in ROLES:
+        raise Http404
+    offer = sign_in_offer(job, side) if job.status == JobStatus.FINISHED else None
+    if offer is None:
+        return redirect(status_url(job))
+    config = oauth.service_config(getattr(job, side).oauth_service)
+    return _send_to_provider(request, config, back=status_url(job), role=NEW_MAIL, job_token=token, side=side)
+
+
+def _new_mail_callback(request, flow: dict):
+    job = links.job_from_status_token(flow.get("job_token", ""))
+    side = flow.get("side")
+    if job is None or side not in ROLES:
+        raise Http404
+    with translation.override(flow["language"]):
+        page = status_url(job)
+        if job.status != JobStatus.FINISHED or sign_in_offer(job, side) is None:
+            return redirect(page)
+        account = getattr(job, side)
+        config = oauth.service_config(account.oauth_service)
+        try:
+            signed_in = oauth.complete_sign_in(config, callback_uri(), flow, request.GET.dict())
+        except oauth.SignInFailed as failure:
+            messages.error(request, error_message(failure.code))
+            return redirect(page)
+        if signed_in.address != account.email_address.lower():
+            messages.error(
+                request, str(WRONG_MAILBOX) % {"signed_in": signed_in.address, "expected": account.email_address}
+            )
+            return redirect(page)
+        try:
+            # Tested like a password typed again; once every side works, the page queues the copy.
+            services.job_reenter_tokens(job=job, side=side, tokens=signed_in.tokens)
+        except TooManyChecks:
+            messages.error(request, TOO_MANY_CHECKS)
+        except ChecksBusy:
+            messages.error(request, error_message("checks_busy"))
+        except services.InvalidJobState:
+            pass
         return redirect(page)

@@ -222,13 +222,11 @@ def _job_from_token(token: str) -> SyncJob:
 SIGN_IN_AGAIN_CODES = ("oauth_consent_revoked", "oauth_rejected")
 
 
-def sign_in_again(job: SyncJob) -> dict | None:
-    """What a failed copy's page offers when its OAuth access was withdrawn or refused: a button
-    to sign in again to that side's mailbox (the same one), after which the copy resumes."""
-    if job.status != JobStatus.FAILED or job.error_code not in SIGN_IN_AGAIN_CODES:
-        return None
-    account = job.source if job.error_side == "source" else job.destination if job.error_side else None
-    if account is None or not account.uses_oauth:
+def sign_in_offer(job: SyncJob, side: str) -> dict | None:
+    """A "Sign in again with …" button for one side of `job`, if that account signed in with a
+    service that is still configured."""
+    account = job.source if side == "source" else job.destination
+    if not account.uses_oauth:
         return None
     config = oauth.service_config(account.oauth_service)
     if config is None:
@@ -236,8 +234,19 @@ def sign_in_again(job: SyncJob) -> dict | None:
     return {
         "label": str(oauth.SIGN_IN_WITH) % {"service": config.display_name},
         "address": account.email_address,
-        "side": job.error_side,
+        "side": side,
+        "legend": SIDE_LEGENDS[side],
     }
+
+
+def sign_in_again(job: SyncJob) -> dict | None:
+    """What a failed copy's page offers when its OAuth access was withdrawn or refused: a button
+    to sign in again to that side's mailbox (the same one), after which the copy resumes."""
+    if job.status != JobStatus.FAILED or job.error_code not in SIGN_IN_AGAIN_CODES:
+        return None
+    if job.error_side not in ("source", "destination"):
+        return None
+    return sign_in_offer(job, job.error_side)
 
 
 # --- Views -------------------------------------------------------------------------------------
@@ -299,11 +308,22 @@ def new_mail_context(job: SyncJob, token: str, *, form: NewMailPasswordsForm | N
     asked = [side for side, check in states.items() if check.state in _ASKED_STATES]
     if not asked:
         return {**context, "kept": True}
-    if any((job.source if side == "source" else job.destination).uses_oauth for side in asked):
-        # A signed-in account has no password to type again; its tokens were erased with the job.
-        # Signing in again for "copy new mail" is not offered yet: a new copy (which copies only
-        # what is missing) does it.
-        return None
+    # An account signed in with Google or Microsoft has no password to type again: its customer
+    # signs in again (to the same mailbox), which stores new tokens and tests them.
+    signed_in = [side for side in asked if getattr(job, side).uses_oauth]
+    context["sign_in"] = [
+        {**offer, "url": reverse("selfservice:oauth-new-mail", kwargs={"token": token, "side": side})}
+        for side in signed_in
+        if (offer := sign_in_offer(job, side)) is not None
+    ]
+    for side in signed_in:
+        if states[side].state == PasswordState.FAILED:
+            context.setdefault("sign_in_errors", []).append(
+                f"{SIDE_LEGENDS[side]}: {error_message(states[side].error_code)}"
+            )
+    asked = [side for side in asked if side not in signed_in]
+    if not asked:
+        return context
     if form is None:
         form = NewMailPasswordsForm(job=job, sides=asked)
         for side in asked:

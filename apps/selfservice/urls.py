@@ -14,5 +14,6 @@ urlpatterns = [
     path("status/<str:token>/confirmation/", status_views.report_confirmation_send, name="report-confirmation-send"),
     path("status/<str:token>/new-mail/", status_views.copy_new_mail, name="copy-new-mail"),
     path("status/<str:token>/sign-in/", oauth_views.oauth_resume_start, name="oauth-resume"),
+    path("status/<str:token>/new-mail/sign-in/<str:side>/", oauth_views.oauth_new_mail_start, name="oauth-new-mail"),
     path("report/<str:token>/", status_views.report_confirm, name="report-confirm"),
 ]

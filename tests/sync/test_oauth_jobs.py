@@ -106,3 +106,39 @@ def test_withdrawn_access_fails_the_job_and_signing_in_again_resumes_it(
     assert (
         mail.compare(mail.snapshot(imap(source, oauth_dovecot)), mail.snapshot(imap(destination, oauth_dovecot))) == []
     )
+
+
+def test_copy_new_mail_again_by_signing_in_again_to_both_accounts(oauth_portal, oauth_mailbox, oauth_dovecot, client):
+    from apps.mailboxes.jobs import run_connection_test
+
+    source, destination = oauth_mailbox("src"), oauth_mailbox("dst")
+    mail.upload(imap(source, oauth_dovecot), mail.build_corpus(seed=83, messages=8, folders=[("INBOX",)]))
+    job = services.job_create(
+        source=signed_in_account(oauth_portal, oauth_portal.google, source),
+        destination=signed_in_account(oauth_portal, oauth_portal.microsoft, destination),
+    )
+    jobs.run_copy_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED
+    assert not job.source.has_password and not job.destination.has_password  # erased at the end
+    arrived = mail.build_corpus(seed=84, messages=3, folders=[("INBOX",)])
+    mail.upload(imap(source, oauth_dovecot), arrived)
+
+    token = urlsplit(status_url(job)).path.rstrip("/").rsplit("/", 1)[-1]
+    page = client.get(status_url(job)).content.decode()
+    # No password to type for accounts that signed in: a button for each instead.
+    assert 'name="source_password"' not in page and 'name="destination_password"' not in page
+    assert "Sign in with Google" in page and "Sign in with Microsoft" in page
+    for side, mailbox in (("source", source), ("destination", destination)):
+        start = client.post(reverse("selfservice:oauth-new-mail", kwargs={"token": token, "side": side}))
+        back = urlsplit(oauth_portal.server.consent(start["Location"], mailbox.address, mailbox.password))
+        assert client.get(f"{back.path}?{back.query}").status_code == 302
+    for account_id in (job.source_id, job.destination_id):
+        assert run_connection_test(account_id) == "ok"
+    client.get(status_url(job))  # both work: the page queues the copy of the new mail
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    jobs.run_copy_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED, (job.error_code, job.error_detail)
+    assert same_mail(source, destination, oauth_dovecot)

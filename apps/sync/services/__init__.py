@@ -50,6 +50,7 @@ from apps.sync.services.new_mail import (
     job_copy_new_mail,
     job_password_states,
     job_reenter_passwords,
+    job_reenter_tokens,
 )
 from apps.sync.services.report_delivery import (
     ReportAddressNotProven,
@@ -93,6 +94,7 @@ __all__ = [
     "job_record_event",
     "job_record_progress",
     "job_reenter_passwords",
+    "job_reenter_tokens",
     "job_requeue",
     "job_requeue_lost_run",
     "job_resume_or_create",

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from apps.mailboxes.models import MailAccount
+from apps.mailboxes.oauth_tokens import OAuthTokens, tokens_to_secret
 from apps.mailboxes.services import account_request_check, account_retype_password, check_answer_deadline
 from apps.sync.models import ACTIVE_STATUSES, NEW_MAIL_EVENT, JobEvent, JobStatus, SyncJob
 from apps.sync.services.lifecycle import CredentialsErased, InvalidJobState, TooManyActiveJobs, job_retry
@@ -83,6 +84,22 @@ def job_reenter_passwords(*, job: SyncJob, passwords: dict[str, str]) -> None:
             account_retype_password(account=account, password=password)
             account_request_check(account=account)  # raises before its test is queued: all rolled back
     logger.info("job %s: passwords typed again (%s), being tested", job.pk, ", ".join(sorted(passwords)))
+
+
+@sensitive_variables()
+def job_reenter_tokens(*, job: SyncJob, side: str, tokens: OAuthTokens) -> None:
+    """The customer of a finished job signed in again to one of its accounts (Google, Microsoft):
+    its new tokens are stored and tested like a password typed again (job_reenter_passwords)."""
+    job.refresh_from_db()
+    if job.status != JobStatus.FINISHED:
+        raise InvalidJobState(job.status)
+    if side not in JOB_SIDES:
+        raise ValueError(side)
+    with transaction.atomic():
+        account = MailAccount.objects.get(pk=getattr(job, f"{side}_id"))
+        account_retype_password(account=account, password=tokens_to_secret(tokens))
+        account_request_check(account=account)
+    logger.info("job %s: %s signed in again, being tested", job.pk, side)
 
 
 class PasswordState:
