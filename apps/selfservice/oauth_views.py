@@ -176,6 +176,23 @@ def oauth_resume_start(request, token: str):
     return _send_to_provider(request, config, back=status_url(job), role=RESUME, job_token=token)
 
 
+def _signed_in_again(request, flow: dict, account) -> oauth.SignedIn | None:
+    """The provider's answer to a sign-in for a known account, if it names that same mailbox
+    (another mailbox's tokens would copy another mailbox); else None, with a message for the page."""
+    config = oauth.service_config(account.oauth_service)
+    try:
+        signed_in = oauth.complete_sign_in(config, callback_uri(), flow, request.GET.dict())
+    except oauth.SignInFailed as failure:
+        messages.error(request, error_message(failure.code))
+        return None
+    if signed_in.address != account.email_address.lower():
+        messages.error(
+            request, str(WRONG_MAILBOX) % {"signed_in": signed_in.address, "expected": account.email_address}
+        )
+        return None
+    return signed_in
+
+
 def _resume_callback(request, flow: dict):
     job = links.job_from_status_token(flow.get("job_token", ""))
     if job is None:
@@ -186,17 +203,8 @@ def _resume_callback(request, flow: dict):
         if offer is None:
             return redirect(page)
         account = job.source if offer["side"] == "source" else job.destination
-        config = oauth.service_config(account.oauth_service)
-        try:
-            signed_in = oauth.complete_sign_in(config, callback_uri(), flow, request.GET.dict())
-        except oauth.SignInFailed as failure:
-            messages.error(request, error_message(failure.code))
-            return redirect(page)
-        if signed_in.address != account.email_address.lower():
-            # Another mailbox's tokens would copy another mailbox: only the same one resumes.
-            messages.error(
-                request, str(WRONG_MAILBOX) % {"signed_in": signed_in.address, "expected": account.email_address}
-            )
+        signed_in = _signed_in_again(request, flow, account)
+        if signed_in is None:
             return redirect(page)
         account_replace_oauth_tokens(account=account, tokens=signed_in.tokens)
         try:
@@ -234,17 +242,8 @@ def _new_mail_callback(request, flow: dict):
         page = status_url(job)
         if job.status != JobStatus.FINISHED or sign_in_offer(job, side) is None:
             return redirect(page)
-        account = getattr(job, side)
-        config = oauth.service_config(account.oauth_service)
-        try:
-            signed_in = oauth.complete_sign_in(config, callback_uri(), flow, request.GET.dict())
-        except oauth.SignInFailed as failure:
-            messages.error(request, error_message(failure.code))
-            return redirect(page)
-        if signed_in.address != account.email_address.lower():
-            messages.error(
-                request, str(WRONG_MAILBOX) % {"signed_in": signed_in.address, "expected": account.email_address}
-            )
+        signed_in = _signed_in_again(request, flow, getattr(job, side))
+        if signed_in is None:
             return redirect(page)
         try:
             # Tested like a password typed again; once every side works, the page queues the copy.

@@ -89,10 +89,18 @@ def test_withdrawn_access_fails_the_job_and_signing_in_again_resumes_it(
     assert "Connectez-vous de nouveau" in report.body, report.body  # the French sentence for the code
 
     page = client.get(status_url(job)).content.decode()
-    assert "Sign in again to finish the copy" in page or "Connectez-vous de nouveau" in page
-    start = client.post(
-        reverse("selfservice:oauth-resume", kwargs={"token": urlsplit(status_url(job)).path.split("/")[-2]})
-    )
+    assert "Sign in again to finish the copy" in page and "Sign in with Google" in page
+    token = urlsplit(status_url(job)).path.rstrip("/").rsplit("/", 1)[-1]
+    # Signing in to another mailbox does not resume this copy (it would copy another mailbox).
+    other = oauth_mailbox("other")
+    start = client.post(reverse("selfservice:oauth-resume", kwargs={"token": token}))
+    back = urlsplit(oauth_portal.server.consent(start["Location"], other.address, other.password))
+    refused = client.get(f"{back.path}?{back.query}", follow=True).content.decode()
+    assert other.address in refused and source.address in refused
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+
+    start = client.post(reverse("selfservice:oauth-resume", kwargs={"token": token}))
     assert start.status_code == 302 and start["Location"].startswith(oauth_portal.server.authorize_url)
     back = urlsplit(oauth_portal.server.consent(start["Location"], source.address, source.password))
     resumed = client.get(f"{back.path}?{back.query}")
