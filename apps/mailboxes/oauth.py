@@ -207,9 +207,12 @@ def verify_id_token(config: ServiceConfig, id_token: str, nonce: str) -> dict:
             token = jwt.decode(id_token, _key_set(config, refresh=True), algorithms=["RS256"])
         claims = token.claims
         issuer = config.issuer.replace("{tid}", str(claims.get("tid", "")))
+        # Google signs some ID tokens with the issuer written without its scheme
+        # ("accounts.google.com"): both are its own.
+        issuers = sorted({issuer, issuer.removeprefix("https://")} if config.name == "google" else {issuer})
         jwt.JWTClaimsRegistry(
             leeway=120,
-            iss={"essential": True, "value": issuer},
+            iss={"essential": True, "values": issuers},
             aud={"essential": True, "value": config.client_id},
             nonce={"essential": True, "value": nonce},
             exp={"essential": True},
