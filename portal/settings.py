@@ -6,6 +6,7 @@ With DEBUG off, every secret must be given explicitly.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -236,6 +237,9 @@ IMAPCOPY_DELTA_KEEP_DAYS = env_int("IMAPCOPY_DELTA_KEEP_DAYS", 7, minimum=0, max
 # Plain-http endpoints only for the tests' authorization server on loopback.
 IMAPCOPY_OAUTH_ALLOW_HTTP = env_bool("IMAPCOPY_OAUTH_ALLOW_HTTP", False)
 _oauth_schemes = ("https", "http") if IMAPCOPY_OAUTH_ALLOW_HTTP else ("https",)
+if IMAPCOPY_OAUTH_ALLOW_HTTP:
+    # Authlib refuses plain-http token endpoints on its own unless told so: one switch for both.
+    os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
 # "common" (any work or personal account), "organizations", "consumers", a tenant id or domain.
 IMAPCOPY_MICROSOFT_TENANT = env_str("IMAPCOPY_MICROSOFT_TENANT", "common")
 if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,99}", IMAPCOPY_MICROSOFT_TENANT):

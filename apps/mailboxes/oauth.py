@@ -24,9 +24,9 @@ from joserfc.jwk import KeySet
 
 from apps.mailboxes.oauth_tokens import OAuthTokens, TokenKeeper, tokens_from_secret
 from apps.providers.models import Provider
+from apps.sync.engine.errors import EngineError, ErrorCode
 
 SERVICE_NAMES = {"google": "Google", "microsoft": "Microsoft"}
-SERVICE_CHOICES = [("", _("None: passwords only")), ("google", "Google"), ("microsoft", "Microsoft")]
 # What the customer sees on the button: "Sign in with Google".
 SIGN_IN_WITH = _("Sign in with %(service)s")
 FLOW_SECONDS = 15 * 60  # a sign-in left open longer than this must start again
@@ -237,8 +237,6 @@ def token_keeper(*, service: str, secret: str, side: str | None, on_renewed=None
     if config is None:
         # The operator removed the service's settings since the customer signed in: the run
         # fails at its first connection, asking the customer to sign in again.
-        from apps.sync.engine.errors import EngineError, ErrorCode
-
         def unavailable() -> str:
             raise EngineError(ErrorCode.OAUTH_CONSENT_REVOKED, f"{service} sign-in is no longer configured", side)
 

@@ -56,7 +56,10 @@ def account_create(
     security: Security | str,
     password: str,
     created_from: str = "",
+    oauth_service: str = "",
 ) -> MailAccount:
+    """`password` is the account's secret: its password, or with `oauth_service` its token set
+    (oauth_tokens.tokens_to_secret)."""
     account = MailAccount(
         created_from=created_from,
         provider=provider,
@@ -65,6 +68,7 @@ def account_create(
         host=host.strip().lower(),
         port=port,
         security=Security(security),
+        oauth_service=oauth_service,
     )
     account.set_password(password)
     # The address's format is the form's business: staff's command line may name accounts
@@ -81,29 +85,23 @@ def account_create_oauth(
     """An account signed in with Google or Microsoft: the address is the one the provider's ID
     token names (proven, unlike a typed one), the login is that address, the server the
     provider's preset; the tokens are kept encrypted where a password would be."""
-    account = MailAccount(
-        created_from=created_from,
+    return account_create(
         provider=provider,
         email_address=address,
         login=address,
-        host=provider.imap_host.strip().lower(),
+        host=provider.imap_host,
         port=provider.imap_port,
-        security=Security(provider.security),
+        security=provider.security,
+        password=tokens_to_secret(tokens),
+        created_from=created_from,
         oauth_service=provider.oauth_service,
     )
-    account.set_password(tokens_to_secret(tokens))
-    account.full_clean(exclude=["password_ciphertext"])
-    account.save()
-    return account
 
 
 @sensitive_variables()
 def account_replace_oauth_tokens(*, account: MailAccount, tokens: OAuthTokens) -> None:
     """The customer signed in again to the same mailbox (its access had been withdrawn)."""
-    account.set_password(tokens_to_secret(tokens))
-    MailAccount.objects.filter(pk=account.pk).update(
-        password_ciphertext=account.password_ciphertext, password_erased_at=None
-    )
+    account_set_password(account=account, password=tokens_to_secret(tokens))
 
 
 @sensitive_variables()

@@ -55,10 +55,6 @@ def callback_uri() -> str:
     return settings.SITE_URL + reverse("oauth-callback")
 
 
-def _providers(role: str):
-    return oauth.providers_for(role)
-
-
 def _step_url(role: str, language: str | None = None) -> str:
     with translation.override(language or get_language()):
         return reverse(f"selfservice:{role}")
@@ -90,7 +86,7 @@ def oauth_start(request, role: str):
         return redirect("selfservice:source")
     if role == "destination" and session_account(request, "source") is None:
         return redirect("selfservice:source")
-    provider = _providers(role).filter(pk=request.POST.get("provider") or 0).first()
+    provider = oauth.providers_for(role).filter(pk=request.POST.get("provider") or 0).first()
     config = oauth.service_config(provider.oauth_service) if provider else None
     if config is None:
         messages.error(request, error_message("oauth_failed"))
@@ -112,7 +108,7 @@ def oauth_callback(request):
         return redirect(_step_url("source"))
     language, role = flow["language"], flow["role"]
     with translation.override(language):
-        provider = _providers(role).filter(pk=flow["provider"]).first()
+        provider = oauth.providers_for(role).filter(pk=flow["provider"]).first()
         config = oauth.service_config(provider.oauth_service) if provider else None
         if config is None:
             messages.error(request, error_message("oauth_failed"))

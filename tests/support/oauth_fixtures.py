@@ -7,7 +7,6 @@ A plugin of tests/conftest.py: every test module may ask for these fixtures by n
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,8 +127,3 @@ def oauth_mailbox(oauth_server, oauth_dovecot):
         return OAuthMailbox(user, password)
 
     return make
-
-
-def allow_plain_http_token_endpoints() -> None:
-    # The tests' server speaks plain HTTP on loopback; Authlib refuses that unless told.
-    os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
